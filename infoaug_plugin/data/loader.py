@@ -1,0 +1,86 @@
+"""``build_twin_loader``: the twin loader an ``infoaug:`` node asks for."""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+import torch
+from omegaconf import DictConfig
+from solo.data.pretrain_dataloader import build_transform_pipeline
+
+from infoaug_plugin.data.config import augmentation_pipeline, fill_loader_defaults
+from infoaug_plugin.data.sampling import EpochPlanner
+from infoaug_plugin.data.store import open_twin_store
+from infoaug_plugin.data.torch_loader import TorchTwinLoader
+
+# Twin patches come from videos, not from a named data set: solo's pipelines then take
+# ``mean``/``std`` from the augmentation node (ImageNet's by default).
+TWIN_DATASET = "custom"
+
+
+class TwinLoader(Protocol):
+    """What both loaders offer: batches ``[pair_ids, patches, twins]``, a length and epochs."""
+
+    def __iter__(self) -> Iterable[list[torch.Tensor]]: ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+def build_twin_loader(
+    infoaug_cfg: DictConfig,
+    *,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    device_id: int | None = None,
+    seed: int = 0,
+) -> TwinLoader:
+    """Validates the twin store and builds the loader that ``infoaug.loader`` names.
+
+    Each pass over the loader is one epoch of this shard (``len(loader)`` batches); passes count
+    epochs up from 0 unless ``set_epoch`` says otherwise. A batch is
+    ``[pair_ids LongTensor (B,), patches float (B,3,S,S), twins float (B,3,S,S)]`` with
+    ``B = infoaug.batch_size``, ``S = infoaug.image_size`` and pair ids the rows of ``pairs.csv``.
+
+    Args:
+        infoaug_cfg: the ``infoaug:`` node; loader defaults are filled in place.
+        shard_id: this process's index (the trainer's global rank).
+        num_shards: number of processes (the trainer's world size).
+        device_id: CUDA device of a ``dali_device: gpu`` DALI pipeline; ``None`` on CPU.
+        seed: seed of the epoch permutations, random twins and DALI's augmentations.
+
+    Returns:
+        The torch or DALI twin loader.
+
+    Raises:
+        TwinStoreError: the store is unusable, or too small for one batch per shard.
+        ValueError: an ``infoaug`` key has an invalid value.
+    """
+    fill_loader_defaults(infoaug_cfg)
+    store = open_twin_store(infoaug_cfg.twins, min_pairs=infoaug_cfg.batch_size * num_shards)
+    planner = EpochPlanner(
+        store,
+        batch_size=infoaug_cfg.batch_size,
+        selection=infoaug_cfg.selection,
+        seed=seed,
+        shard_id=shard_id,
+        num_shards=num_shards,
+    )
+    size = infoaug_cfg.image_size
+    if infoaug_cfg.loader == "torch":
+        transform = build_transform_pipeline(TWIN_DATASET, augmentation_pipeline(infoaug_cfg, [size, size]))
+        return TorchTwinLoader(
+            planner, transform, num_workers=infoaug_cfg.num_workers, pin_memory=torch.cuda.is_available()
+        )
+    from infoaug_plugin.data.dali_loader import DaliTwinLoader
+
+    return DaliTwinLoader(
+        planner,
+        augmentation_pipeline(infoaug_cfg, size),
+        dataset=TWIN_DATASET,
+        dali_device=infoaug_cfg.dali_device,
+        device_id=device_id,
+        num_threads=max(1, infoaug_cfg.num_workers),
+        seed=seed,
+    )
