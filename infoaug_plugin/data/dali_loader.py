@@ -1,0 +1,166 @@
+"""The DALI twin loader: decoding and augmentation in a DALI pipeline.
+
+One ``external_source`` feeds, per sample, the encoded bytes of the anchor patch, the encoded
+bytes of its twin and the pair id, so the three travel together through the pipeline and can never
+be misaligned. The source follows the same :class:`EpochPlanner` as the torch loader, as an
+endless stream of epochs: the pipeline prefetches across epoch ends and never stalls on a reset.
+Decoding is ``cpu`` or ``mixed`` (nvJPEG/GPU) and the augmentations are solo-learn's own DALI
+pipeline, built once for the patches and once for the twins so their random draws are independent.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import nvidia.dali.fn as fn
+import nvidia.dali.types as types
+import torch
+from nvidia.dali import pipeline_def
+from nvidia.dali.pipeline import Pipeline
+from nvidia.dali.plugin.pytorch import DALIGenericIterator
+from omegaconf import DictConfig
+from solo.data.dali_dataloader import build_transform_pipeline_dali
+
+from infoaug_plugin.data.sampling import EpochPlanner, TwinSample
+
+_OUTPUTS = ("patches", "twins", "pair_ids")
+
+
+class EncodedPairSource:
+    """Batches of ``(anchor bytes, twin bytes, pair id)`` for a DALI ``external_source``.
+
+    Iteration ``i`` of the pipeline is batch ``i % num_batches`` of epoch
+    ``first_epoch + i // num_batches``.
+    """
+
+    def __init__(self, planner: EpochPlanner, first_epoch: int):
+        """Starts the stream at ``first_epoch``.
+
+        Args:
+            planner: gives each epoch's samples for this shard.
+            first_epoch: the epoch of pipeline iteration 0.
+        """
+        self.planner = planner
+        self.first_epoch = first_epoch
+        self._epoch: int | None = None
+        self._samples: list[TwinSample] = []
+
+    def __call__(self, batch_info: types.BatchInfo) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        epoch_offset, batch = divmod(batch_info.iteration, self.planner.num_batches)
+        epoch = self.first_epoch + epoch_offset
+        if epoch != self._epoch:
+            self._epoch, self._samples = epoch, self.planner.samples(epoch)
+        size = self.planner.batch_size
+        samples = self._samples[batch * size : (batch + 1) * size]
+        return (
+            [np.fromfile(sample.anchor_file, dtype=np.uint8) for sample in samples],
+            [np.fromfile(sample.twin_file, dtype=np.uint8) for sample in samples],
+            [np.array([sample.pair_id], dtype=np.int64) for sample in samples],
+        )
+
+
+@pipeline_def(enable_conditionals=True)
+def twin_pipeline(source: EncodedPairSource, patch_augment, twin_augment, dali_device: str):
+    """Decodes and augments anchor and twin of each sample; passes its pair id along.
+
+    Args:
+        source: the encoded pair stream.
+        patch_augment: solo-learn DALI augmentation for the anchors.
+        twin_augment: an independent copy of it for the twins.
+        dali_device: ``cpu`` or ``gpu``.
+
+    Returns:
+        The augmented patches (NCHW float), twins (NCHW float) and pair ids (int64, shape (1,)).
+    """
+    anchors, twins, pair_ids = fn.external_source(
+        source=source, num_outputs=3, batch=True, batch_info=True, dtype=[types.UINT8, types.UINT8, types.INT64]
+    )
+    decoder_device = "mixed" if dali_device == "gpu" else "cpu"
+    anchors = fn.decoders.image(anchors, device=decoder_device, output_type=types.RGB)
+    twins = fn.decoders.image(twins, device=decoder_device, output_type=types.RGB)
+    if dali_device == "gpu":
+        pair_ids = pair_ids.gpu()
+    return patch_augment(anchors), twin_augment(twins), pair_ids
+
+
+class DaliTwinLoader:
+    """Twin batches from a DALI pipeline; each pass over it is one epoch of this shard."""
+
+    def __init__(
+        self,
+        planner: EpochPlanner,
+        augmentations: DictConfig,
+        *,
+        dataset: str,
+        dali_device: str,
+        device_id: int | None,
+        num_threads: int,
+        seed: int,
+        prefetch_queue_depth: int = 2,
+    ):
+        """Builds the pipeline for epoch 0.
+
+        Args:
+            planner: gives each epoch's samples for this shard.
+            augmentations: one solo-learn augmentation node (``crop_size`` set).
+            dataset: data set name for solo's mean/std table (``custom`` uses the node's).
+            dali_device: ``cpu`` (decode and augment on CPU) or ``gpu`` (``mixed`` decoding).
+            device_id: CUDA device for ``gpu``; must be ``None`` for a CPU-only pipeline.
+            num_threads: DALI CPU worker threads.
+            seed: seed of DALI's random augmentations (offset by the shard id).
+            prefetch_queue_depth: batches DALI prepares ahead.
+
+        Raises:
+            ValueError: ``gpu`` without a ``device_id``.
+        """
+        if dali_device == "gpu" and device_id is None:
+            raise ValueError("infoaug.dali_device: gpu needs a CUDA device_id (use dali_device: cpu without a GPU)")
+        self.planner = planner
+        self.augmentations = augmentations
+        self.dataset = dataset
+        self.dali_device = dali_device
+        self.device_id = device_id if dali_device == "gpu" else None
+        self.num_threads = num_threads
+        self.seed = seed + planner.shard_id
+        self.prefetch_queue_depth = prefetch_queue_depth
+        self.epoch = 0
+        self._stream_epoch = 0
+        self._stream_batch = 0
+        self._iterator = self._start_stream(0)
+
+    def __len__(self) -> int:
+        return self.planner.num_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Makes the next pass load ``epoch`` (passes otherwise count up from 0)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        """Yields ``[pair_ids (B,), patches (B,3,S,S), twins (B,3,S,S)]`` for one epoch."""
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if (self._stream_epoch, self._stream_batch) != (epoch, 0):
+            # A pass was left unfinished or an epoch was skipped: restart the stream there.
+            self._iterator = self._start_stream(epoch)
+        for _ in range(len(self)):
+            outputs = next(self._iterator)[0]
+            self._stream_batch += 1
+            yield [outputs["pair_ids"].flatten().long(), outputs["patches"], outputs["twins"]]
+        self._stream_epoch, self._stream_batch = epoch + 1, 0
+
+    def _start_stream(self, epoch: int) -> DALIGenericIterator:
+        self._iterator = None  # let the previous pipeline go before building the next one
+        pipeline: Pipeline = twin_pipeline(
+            EncodedPairSource(self.planner, epoch),
+            build_transform_pipeline_dali(self.dataset, self.augmentations, dali_device=self.dali_device),
+            build_transform_pipeline_dali(self.dataset, self.augmentations, dali_device=self.dali_device),
+            self.dali_device,
+            batch_size=self.planner.batch_size,
+            num_threads=self.num_threads,
+            device_id=self.device_id,
+            seed=self.seed + 7919 * epoch,
+            prefetch_queue_depth=self.prefetch_queue_depth,
+        )
+        pipeline.build()
+        self._stream_epoch, self._stream_batch = epoch, 0
+        return DALIGenericIterator(pipeline, list(_OUTPUTS), size=-1, auto_reset=False)
