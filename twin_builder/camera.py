@@ -1,0 +1,152 @@
+"""Camera motion: estimated from background corners and removed from the patch tracks.
+
+The camera's frame-to-frame motion A_t (frame t-1 -> frame t) is fitted on a separate set of about
+400 Shi-Tomasi corners of the whole frame (re-detected every few frames), never on the patch points:
+fitted on the patch points, RANSAC takes coherent object motion for camera motion. An estimate is
+accepted only with enough points and a large enough inlier fraction; otherwise the frame pair uses
+the identity. The motion left to a patch is the residual v_t = p_t - A_t(p_{t-1}), which needs no
+chaining of transforms, so no drift accumulates.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import cv2
+import numpy as np
+
+from twin_builder.tracking import LucasKanade
+
+MIN_POINTS = 20
+MIN_INLIER_FRACTION = 0.5
+TRANSLATION_INLIER_PX = 1.0
+SIMILARITY_RANSAC_PX = 1.0
+HOMOGRAPHY_RANSAC_PX = 3.0
+BACKGROUND_CORNERS = 400
+REDETECT_EVERY = 10
+# Background points move with the camera and RANSAC rejects the rest, so a cheaper forward-only
+# tracker is enough for them.
+BACKGROUND_TRACKER = LucasKanade(win_size=15, max_level=3)
+
+
+class CameraModel(str, enum.Enum):
+    """The camera-motion model fitted per frame pair."""
+
+    NONE = "none"
+    TRANSLATION = "translation"
+    SIMILARITY = "similarity"
+    HOMOGRAPHY = "homography"
+
+
+def fit_camera_transform(previous: np.ndarray, current: np.ndarray, model: CameraModel) -> np.ndarray | None:
+    """Fits one frame pair's camera motion to matched background points.
+
+    Args:
+        previous: (N, 2) float32 (x, y) positions in frame t-1.
+        current: (N, 2) float32 positions of the same points in frame t.
+        model: the motion model.
+
+    Returns:
+        The (3, 3) float64 transform mapping frame t-1 to frame t, or None when the estimate is not
+        accepted (model ``none``, fewer than ``MIN_POINTS`` points, or an inlier fraction below
+        ``MIN_INLIER_FRACTION``).
+    """
+    if model is CameraModel.NONE or len(previous) < MIN_POINTS:
+        return None
+    transform = np.eye(3)
+    if model is CameraModel.TRANSLATION:
+        shift = np.median(current - previous, axis=0)
+        inliers = np.linalg.norm(current - previous - shift, axis=1) < TRANSLATION_INLIER_PX
+        transform[:2, 2] = shift
+    elif model is CameraModel.SIMILARITY:
+        affine, inliers = cv2.estimateAffinePartial2D(
+            previous, current, method=cv2.RANSAC, ransacReprojThreshold=SIMILARITY_RANSAC_PX
+        )
+        if affine is None:
+            return None
+        transform[:2] = affine
+    else:
+        homography, inliers = cv2.findHomography(previous, current, cv2.RANSAC, HOMOGRAPHY_RANSAC_PX)
+        if homography is None:
+            return None
+        transform = homography
+    if np.count_nonzero(inliers) < MIN_INLIER_FRACTION * len(previous):
+        return None
+    return transform
+
+
+def detect_background_corners(gray: np.ndarray, max_corners: int = BACKGROUND_CORNERS) -> np.ndarray:
+    """Shi-Tomasi corners spread over the whole frame for camera estimation.
+
+    Args:
+        gray: (H, W) uint8 grey frame.
+        max_corners: most corners returned.
+
+    Returns:
+        (N, 2) float32 (x, y) positions, N <= max_corners.
+    """
+    corners = cv2.goodFeaturesToTrack(gray, maxCorners=max_corners, qualityLevel=0.01, minDistance=8, blockSize=7)
+    return np.zeros((0, 2), np.float32) if corners is None else corners.reshape(-1, 2)
+
+
+def estimate_camera_motion(
+    grays: np.ndarray,
+    model: CameraModel,
+    tracker: LucasKanade = BACKGROUND_TRACKER,
+    redetect_every: int = REDETECT_EVERY,
+) -> np.ndarray:
+    """Estimates the camera's motion between every pair of consecutive frames.
+
+    Args:
+        grays: (T, H, W) uint8 grey frames of one shot (or window).
+        model: the motion model; ``none`` gives identities without tracking anything.
+        tracker: the Lucas-Kanade settings for the background corners (forward only).
+        redetect_every: frames after which the background corners are detected afresh (also
+            whenever fewer than ``MIN_POINTS`` remain).
+
+    Returns:
+        (T-1, 3, 3) float64 transforms, entry t-1 mapping frame t-1 to frame t (identity where the
+        estimate was not accepted).
+    """
+    transforms = np.repeat(np.eye(3)[None], max(len(grays) - 1, 0), axis=0)
+    if model is CameraModel.NONE:
+        return transforms
+    corners = np.zeros((0, 2), np.float32)
+    for t in range(1, len(grays)):
+        if (t - 1) % redetect_every == 0 or len(corners) < MIN_POINTS:
+            corners = detect_background_corners(grays[t - 1])
+        moved, ok = tracker.step(grays[t - 1], grays[t], corners, check_backward=False)
+        transform = fit_camera_transform(corners[ok], moved[ok], model)
+        if transform is not None:
+            transforms[t - 1] = transform
+        corners = moved[ok]
+    return transforms
+
+
+def apply_transforms(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Applies one transform per frame to that frame's points.
+
+    Args:
+        transforms: (N, 3, 3) transforms.
+        points: (N, ..., 2) (x, y) positions, entry i transformed by ``transforms[i]``.
+
+    Returns:
+        (N, ..., 2) float64 transformed positions (with perspective division).
+    """
+    flat = points.reshape(len(points), -1, 2).astype(np.float64)
+    homogeneous = np.concatenate([flat, np.ones(flat.shape[:2] + (1,))], axis=2)
+    mapped = np.einsum("nij,npj->npi", transforms, homogeneous)
+    return (mapped[..., :2] / mapped[..., 2:]).reshape(points.shape)
+
+
+def residual_motion(positions: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """Per-frame motion left after removing the camera: v_t = p_t - A_t(p_{t-1}).
+
+    Args:
+        positions: (T, ..., 2) tracked (x, y) positions in pixels.
+        transforms: (T-1, 3, 3) camera transforms, entry t-1 mapping frame t-1 to frame t.
+
+    Returns:
+        (T-1, ..., 2) float64 residual displacements in pixels per frame.
+    """
+    return positions[1:] - apply_transforms(transforms, positions[:-1])

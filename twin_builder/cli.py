@@ -1,0 +1,164 @@
+"""``twin-builder``: build, inspect, show and merge twin stores.
+
+Examples::
+
+    twin-builder build clips/ extra.mp4 --out twins --grid 8 --window 60 --workers 2
+    twin-builder build clips/ --out twins-part0 --shard 0/2      # on machine A
+    twin-builder build clips/ --out twins-part1 --shard 1/2      # on machine B
+    twin-builder merge twins-part0 twins-part1 --out twins
+    twin-builder inspect twins
+    twin-builder show twins --out twins.png
+
+Exit status: 0 on success; 1 when nothing could be built or a store is refused; 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from twin_builder.build import Shard, build_store
+from twin_builder.camera import CameraModel
+from twin_builder.pipeline import ESTIMATORS, SELECTIONS, BuildParams
+from twin_builder.report import inspect_store
+from twin_builder.show import render_store
+from twin_builder.store import StoreError, merge_stores
+from twin_builder.video import DEFAULT_CUT_THRESHOLD, InputDiscoveryError
+
+DEFAULTS = BuildParams()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
+    build = subparsers.add_parser(
+        "build",
+        help="mine twin patches from videos into a store",
+        description="Mine twin patches from videos (files, folders of videos, folders of frames) into a twin store. "
+        "Re-running with the same parameters resumes; unusable videos are reported and skipped.",
+    )
+    build.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video file, folder of videos or of frames")
+    build.add_argument("--out", required=True, type=Path, help="store directory (new, or a store to resume)")
+    build.add_argument("--grid", type=int, default=DEFAULTS.grid, help="patches per side, G (default %(default)s)")
+    build.add_argument("--window", type=int, default=DEFAULTS.window, help="frames per window, T (default %(default)s)")
+    build.add_argument("--stride", type=_positive_int, help="frames between window starts (default: --window)")
+    build.add_argument("--points-per-cell", type=_positive_int, default=DEFAULTS.points_per_cell,
+                       help="tracked points per patch (default %(default)s)")
+    build.add_argument("--fb-threshold", type=float, default=DEFAULTS.fb_threshold,
+                       help="forward-backward tracking error limit, px (default %(default)s)")
+    build.add_argument("--camera", choices=[m.value for m in CameraModel], default=DEFAULTS.camera,
+                       help="camera-motion model removed from the tracks (default %(default)s)")
+    build.add_argument("--estimator", choices=ESTIMATORS, default=DEFAULTS.estimator,
+                       help="MI estimator (default %(default)s)")
+    build.add_argument("--k", type=_positive_int, default=DEFAULTS.k, help="k-th neighbour (default %(default)s)")
+    build.add_argument("--theiler", type=int, default=DEFAULTS.theiler, help="Theiler window, frames (default %(default)s)")
+    build.add_argument("--selection", choices=SELECTIONS, default=DEFAULTS.selection,
+                       help="mi: twin = patch of highest MI; random: the random-patch baseline (default %(default)s)")
+    build.add_argument("--mi-floor", type=float, help="with --selection mi, keep twins above this MI (nats)")
+    build.add_argument("--max-side", type=int, default=DEFAULTS.max_side,
+                       help="downscale frames to this longest side, px; 0 keeps the original (default %(default)s)")
+    build.add_argument("--cut-threshold", type=float, default=DEFAULT_CUT_THRESHOLD,
+                       help="shot cut: mean absolute grey-level change between frames (default %(default)s)")
+    build.add_argument("--crops-per-window", type=_positive_int, default=DEFAULTS.crops_per_window,
+                       help="frames per window at which patch crops are taken (default %(default)s)")
+    build.add_argument("--patch-size", type=int, help="crop side in processed px (default: grid cell side)")
+    build.add_argument("--crop-size", type=int, default=DEFAULTS.crop_size,
+                       help="side of the written patch images, px (default %(default)s)")
+    build.add_argument("--depth-provider", metavar="MODULE:FACTORY",
+                       help="depth provider giving a third motion coordinate (default: 2-D)")
+    build.add_argument("--workers", type=_positive_int, default=1, help="processes over videos (default %(default)s)")
+    build.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
+    build.add_argument("--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _build_params(args: argparse.Namespace) -> BuildParams:
+    return BuildParams(
+        grid=args.grid,
+        window=args.window,
+        stride=args.stride,
+        points_per_cell=args.points_per_cell,
+        fb_threshold=args.fb_threshold,
+        camera=args.camera,
+        estimator=args.estimator,
+        k=args.k,
+        theiler=args.theiler,
+        selection=args.selection,
+        mi_floor=args.mi_floor,
+        max_side=args.max_side or None,
+        cut_threshold=args.cut_threshold,
+        crops_per_window=args.crops_per_window,
+        patch_size=args.patch_size,
+        crop_size=args.crop_size,
+        depth_provider=args.depth_provider,
+        seed=args.seed,
+    )
+
+
+def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        params = _build_params(args)
+        shard = Shard.parse(args.shard)
+    except ValueError as error:
+        parser.error(str(error))
+    report = build_store(args.inputs, args.out, params, args.workers, shard, progress=not args.quiet)
+    for record in report.skipped:
+        print(f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}", file=sys.stderr)
+    if report.manifest is None:
+        print(f"error: nothing could be built into {args.out}: no video gave a twin pair", file=sys.stderr)
+        return 1
+    counts = report.manifest["counts"]
+    print(
+        f"{args.out}: {counts['pairs']} pairs from {counts['videos_built']} videos "
+        f"({len(report.built)} built now, {len(report.resumed)} already done, {counts['videos_skipped']} skipped)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``twin-builder`` argument parser."""
+    parser = argparse.ArgumentParser(prog="twin-builder", description=__doc__.split("\n")[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_build_parser(subparsers)
+    inspect = subparsers.add_parser("inspect", help="summarise a twin store")
+    inspect.add_argument("store", type=Path)
+    show = subparsers.add_parser("show", help="draw twins and an MI matrix into a PNG")
+    show.add_argument("store", type=Path)
+    show.add_argument("--out", required=True, type=Path, help="PNG to write")
+    show.add_argument("--video", help="video id to draw (default: the one with the most pairs)")
+    show.add_argument("--windows", type=_positive_int, default=2, help="windows drawn (default %(default)s)")
+    show.add_argument("--max-links", type=_positive_int, default=12, help="twin pairs drawn per window")
+    merge = subparsers.add_parser("merge", help="combine stores built with the same parameters")
+    merge.add_argument("stores", nargs="+", type=Path, metavar="STORE")
+    merge.add_argument("--out", required=True, type=Path, help="merged store directory")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs ``twin-builder``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            return _run_build(args, parser)
+        if args.command == "inspect":
+            print(inspect_store(args.store))
+        elif args.command == "show":
+            print(render_store(args.store, args.out, args.video, args.windows, args.max_links))
+        else:
+            manifest = merge_stores(args.stores, args.out)
+            print(f"{args.out}: {manifest['counts']['pairs']} pairs from {manifest['counts']['videos_built']} videos")
+    except (StoreError, InputDiscoveryError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

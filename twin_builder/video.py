@@ -1,0 +1,326 @@
+"""Video input: find the videos among the inputs, decode them once, split shots and windows.
+
+Inputs are video files (anything OpenCV's FFmpeg backend decodes), folders of videos, and folders
+of frames. A folder is a *frame folder* when it directly holds image files (its frames are the
+images sorted by file name); any other folder is scanned recursively for video files.
+
+A video that cannot give a single tracking window raises :class:`VideoInputError`, which names
+the file and carries a machine-readable :class:`SkipReason`; the builder skips such a video and
+lists it in the store manifest.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv", ".3gp", ".ts"}
+)
+
+# Shot cut: mean |grey_t - grey_{t-1}| (grey levels 0-255) above this. bikes.mp4 peaks at 84 at its
+# cuts against a median of 8 (MI_TRACKING_DATA.md section 2).
+DEFAULT_CUT_THRESHOLD = 30.0
+# All-black: the 99th percentile of grey levels over the whole video is at most this.
+BLACK_LEVEL = 12
+# Static: in no pair of consecutive frames do more than STATIC_CHANGED_FRACTION of the pixels
+# change by more than STATIC_PIXEL_CHANGE grey levels (compression noise stays below both).
+STATIC_PIXEL_CHANGE = 12
+STATIC_CHANGED_FRACTION = 1e-3
+
+
+class SkipReason(str, enum.Enum):
+    """Why a video gives no tracking window (recorded in the manifest as the value)."""
+
+    UNREADABLE = "unreadable"
+    CORRUPT = "corrupt"
+    EMPTY = "empty"
+    ONE_FRAME = "one_frame"
+    TOO_FEW_FRAMES = "too_few_frames"
+    STATIC = "static"
+    ALL_BLACK = "all_black"
+
+
+class VideoInputError(Exception):
+    """A video that cannot be used, with the file and the reason.
+
+    Attributes:
+        path: the offending video file or frame folder.
+        reason: the machine-readable reason.
+        detail: a human-readable explanation.
+    """
+
+    def __init__(self, path: Path, reason: SkipReason, detail: str) -> None:
+        super().__init__(f"{path}: {reason.value}: {detail}")
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+
+
+class InputDiscoveryError(Exception):
+    """An input path given on the command line that does not exist or holds no video at all."""
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One input video before decoding.
+
+    Attributes:
+        path: the video file, or the frame folder.
+        is_frame_folder: True when ``path`` is a folder of frames.
+        name: the name shown to users and written to the manifest (the path as given).
+        size_bytes: file size (sum over frames for a frame folder), 0 when unreadable.
+        sha256: hex digest of the content (of the sorted frame names and bytes for a frame folder);
+            of the path text when the content cannot be read.
+        readable: False when the content could not be read (the decoder will report why).
+    """
+
+    path: Path
+    is_frame_folder: bool
+    name: str
+    size_bytes: int
+    sha256: str
+    readable: bool
+
+    @property
+    def video_id(self) -> str:
+        """The id used in the store: ``<stem>-<first 8 hex digits of sha256>``."""
+        return f"{self.path.stem}-{self.sha256[:8]}"
+
+
+@dataclass
+class DecodedVideo:
+    """A whole video decoded once.
+
+    Attributes:
+        frames: (T, H, W, 3) uint8 RGB frames, downscaled so that max(H, W) <= max_side.
+        grays: (T, H, W) uint8 grey frames of ``frames``.
+        scale: processed pixels per original pixel (<= 1).
+        original_size: (width, height) of the original frames in pixels.
+    """
+
+    frames: np.ndarray
+    grays: np.ndarray
+    scale: float
+    original_size: tuple[int, int]
+
+
+def _hash_files(paths: list[Path], with_names: bool) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    for path in paths:
+        if with_names:
+            digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+    return digest.hexdigest(), size
+
+
+def describe_source(path: Path, name: str | None = None) -> VideoSource:
+    """Hashes a video file or frame folder into a :class:`VideoSource` (reads it in full once).
+
+    Args:
+        path: a video file or a frame folder.
+        name: the name to show; ``str(path)`` when None.
+
+    Returns:
+        The source record; ``readable`` is False when the content could not be read.
+    """
+    is_frame_folder = path.is_dir()
+    try:
+        files = frame_files(path) if is_frame_folder else [path]
+        sha256, size = _hash_files(files, with_names=is_frame_folder)
+        readable = True
+    except OSError:
+        sha256, size, readable = hashlib.sha256(str(path).encode()).hexdigest(), 0, False
+    return VideoSource(path, is_frame_folder, name or str(path), size, sha256, readable)
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by file name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
+    """Expands the command-line inputs into video sources, sorted by video id, duplicates removed.
+
+    Args:
+        inputs: video files, folders of videos (searched recursively) and folders of frames.
+
+    Returns:
+        One :class:`VideoSource` per distinct video content.
+
+    Raises:
+        InputDiscoveryError: an input does not exist, or a folder holds neither frames nor videos.
+    """
+    sources: dict[str, VideoSource] = {}
+    for given in inputs:
+        if not given.exists():
+            raise InputDiscoveryError(f"{given}: no such file or folder")
+        if given.is_file():
+            candidates = [given]
+        elif frame_files(given):
+            candidates = [given]
+        else:
+            candidates = sorted(
+                p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+            )
+            candidates += sorted(p for p in given.rglob("*") if p.is_dir() and frame_files(p))
+            if not candidates:
+                raise InputDiscoveryError(f"{given}: folder holds no frames and no video files")
+        for path in candidates:
+            source = describe_source(path)
+            sources.setdefault(source.video_id, source)
+    return [sources[key] for key in sorted(sources)]
+
+
+def _downscale(frame: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    height, width = frame.shape[:2]
+    if max_side is None or max(height, width) <= max_side:
+        return frame, 1.0
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _iter_bgr_frames(source: VideoSource):
+    """Yields the BGR frames of a source; raises VideoInputError when nothing can be decoded."""
+    if source.is_frame_folder:
+        for path in frame_files(source.path):
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise VideoInputError(source.path, SkipReason.CORRUPT, f"frame {path.name} does not decode")
+            yield frame
+        return
+    capture = cv2.VideoCapture(str(source.path))
+    if not capture.isOpened():
+        raise VideoInputError(source.path, SkipReason.CORRUPT, "OpenCV/FFmpeg cannot open it as a video")
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
+def decode_video(source: VideoSource, max_side: int | None) -> DecodedVideo:
+    """Decodes every frame of ``source`` once, downscaled to ``max_side``.
+
+    Args:
+        source: the video.
+        max_side: longest side of the processed frames in pixels; None keeps the original size.
+
+    Returns:
+        The decoded video (at least one frame).
+
+    Raises:
+        VideoInputError: unreadable, empty (zero bytes or no decodable frame), corrupt, or frames of
+            differing sizes.
+    """
+    if not source.readable:
+        raise VideoInputError(source.path, SkipReason.UNREADABLE, "cannot read the file")
+    if source.size_bytes == 0:
+        raise VideoInputError(source.path, SkipReason.EMPTY, "no content (0 bytes or no frames)")
+    frames: list[np.ndarray] = []
+    original_size: tuple[int, int] | None = None
+    scale = 1.0
+    for bgr in _iter_bgr_frames(source):
+        size = (bgr.shape[1], bgr.shape[0])
+        if original_size is None:
+            original_size = size
+        elif size != original_size:
+            raise VideoInputError(
+                source.path, SkipReason.CORRUPT, f"frame {len(frames)} is {size}, the first is {original_size}"
+            )
+        small, scale = _downscale(bgr, max_side)
+        frames.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+    if original_size is None:
+        reason = SkipReason.EMPTY if source.is_frame_folder else SkipReason.CORRUPT
+        raise VideoInputError(source.path, reason, "no frame could be decoded")
+    rgb = np.stack(frames)
+    grays = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
+    return DecodedVideo(rgb, grays, scale, original_size)
+
+
+def frame_differences(grays: np.ndarray) -> np.ndarray:
+    """Mean absolute grey-level difference between consecutive frames.
+
+    Args:
+        grays: (T, H, W) uint8 frames.
+
+    Returns:
+        (T-1,) float64, in grey levels (0-255).
+    """
+    return np.array([cv2.absdiff(grays[t], grays[t - 1]).mean() for t in range(1, len(grays))])
+
+
+def detect_shots(grays: np.ndarray, cut_threshold: float = DEFAULT_CUT_THRESHOLD) -> list[tuple[int, int]]:
+    """Splits a video into shots at cuts: frame t starts a new shot when the mean absolute
+    grey-level difference to frame t-1 exceeds ``cut_threshold``.
+
+    Args:
+        grays: (T, H, W) uint8 frames.
+        cut_threshold: cut threshold in grey levels (0-255).
+
+    Returns:
+        Shots as half-open frame ranges ``[(start, end), ...]`` covering ``0..T``.
+    """
+    cuts = [t + 1 for t, diff in enumerate(frame_differences(grays)) if diff > cut_threshold]
+    bounds = [0, *cuts, len(grays)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def window_starts(shots: list[tuple[int, int]], window: int, stride: int) -> list[int]:
+    """Start frames of the windows of ``window`` frames, every ``stride`` frames, inside shots.
+
+    Args:
+        shots: half-open frame ranges.
+        window: frames per window (T).
+        stride: frames between consecutive window starts in a shot.
+
+    Returns:
+        Sorted start frames; a window never crosses a cut.
+    """
+    return [start for first, end in shots for start in range(first, end - window + 1, stride)]
+
+
+def check_content(source: VideoSource, video: DecodedVideo, window: int, starts: list[int]) -> None:
+    """Rejects a decoded video that cannot give useful tracking windows.
+
+    Args:
+        source: the video (for the error message).
+        video: its decoded frames.
+        window: frames per window.
+        starts: the window starts found in its shots.
+
+    Raises:
+        VideoInputError: one frame, all black, static, or too few frames for one window.
+    """
+    grays = video.grays
+    if len(grays) == 1:
+        raise VideoInputError(source.path, SkipReason.ONE_FRAME, "a single frame has no motion")
+    if np.percentile(grays[:: max(1, len(grays) // 32)], 99) <= BLACK_LEVEL:
+        raise VideoInputError(source.path, SkipReason.ALL_BLACK, f"99% of pixels are <= {BLACK_LEVEL} grey levels")
+    moving = (
+        np.count_nonzero(cv2.absdiff(grays[t], grays[t - 1]) > STATIC_PIXEL_CHANGE)
+        > STATIC_CHANGED_FRACTION * grays[t].size
+        for t in range(1, len(grays))
+    )
+    if not any(moving):
+        raise VideoInputError(source.path, SkipReason.STATIC, "no pixel changes between frames")
+    if not starts:
+        raise VideoInputError(
+            source.path,
+            SkipReason.TOO_FEW_FRAMES,
+            f"{len(grays)} frames, no shot holds a window of {window} frames",
+        )
