@@ -1,0 +1,68 @@
+"""InfoAug on BYOL: an independent projector, predictor and momentum projector on (patch, twin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import omegaconf
+import torch
+from solo.losses.byol import byol_loss_func
+from solo.methods.byol import BYOL
+from solo.utils.momentum import initialize_momentum_params
+
+from infoaug_plugin.methods.mixin import InfoAugMixin, fresh_head
+
+
+class InfoAugBYOL(InfoAugMixin, BYOL):
+    """InfoAug (twin patches with high motion mutual information as extra positives) on BYOL
+    (https://arxiv.org/abs/2006.07733).
+
+    The MI targets come from the shared momentum backbone followed by ``momentum_mi_projector``,
+    the EMA of ``mi_projector``.
+
+    Extra cfg settings (besides BYOL's method_kwargs and InfoAugMixin's ``infoaug`` keys):
+        infoaug:
+            mi_head:
+                proj_hidden_dim (int): hidden width of ``mi_projector``. Defaults to BYOL's.
+                proj_output_dim (int): output width of ``mi_projector``. Defaults to BYOL's.
+                pred_hidden_dim (int): hidden width of ``mi_predictor``. Defaults to BYOL's.
+    """
+
+    base_method = "byol"
+    mi_head_keys = ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim")
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        sizes = cfg.infoaug.mi_head
+        self.mi_projector = fresh_head(
+            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
+        )
+        self.momentum_mi_projector = fresh_head(
+            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
+        )
+        initialize_momentum_params(self.mi_projector, self.momentum_mi_projector)
+        self.mi_predictor = fresh_head(
+            self.predictor, sizes.proj_output_dim, sizes.pred_hidden_dim, sizes.proj_output_dim
+        )
+
+    @property
+    def learnable_params(self) -> list[dict]:
+        """Adds the MI projector and predictor to BYOL's learnable parameters."""
+        return super().learnable_params + [
+            {"name": "mi_projector", "params": self.mi_projector.parameters()},
+            {"name": "mi_predictor", "params": self.mi_predictor.parameters()},
+        ]
+
+    @property
+    def momentum_pairs(self) -> list[tuple[Any, Any]]:
+        """Adds (mi_projector, momentum_mi_projector) to BYOL's momentum pairs."""
+        return super().momentum_pairs + [(self.mi_projector, self.momentum_mi_projector)]
+
+    def mi_loss(
+        self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: torch.Tensor
+    ) -> torch.Tensor:
+        """Each side predicts the other's momentum projection (see ``InfoAugMixin.mi_loss``)."""
+        p_patch, p_twin = self.mi_predictor(self.mi_projector(feats)).chunk(2)
+        with torch.no_grad():
+            z_patch, z_twin = self.momentum_mi_projector(momentum_feats).chunk(2)
+        return byol_loss_func(p_patch, z_twin) + byol_loss_func(p_twin, z_patch)

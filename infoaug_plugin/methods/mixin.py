@@ -1,0 +1,223 @@
+"""What every ``infoaug_<base>`` method shares: the ``infoaug:`` config node, the twin batch, the
+backbone forward of the MI branch and the weighted total loss."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, Optional, Sequence
+
+import omegaconf
+import torch
+import torch.nn as nn
+from solo.methods.base import BaseMomentumMethod
+from solo.utils.misc import omegaconf_select
+
+from infoaug_plugin.twin_provider import TwinProvider
+
+TwinBatch = Sequence[torch.Tensor]
+
+
+def fresh_head(head: nn.Sequential, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """Builds an independent, freshly initialised MLP with the same blocks as ``head``.
+
+    Every ``Linear`` and ``BatchNorm1d`` is constructed anew (same bias / affine / eps settings),
+    parameter-free blocks (activations) are copied. The first ``Linear`` reads ``in_dim``, the
+    last one writes ``out_dim`` and every width in between is ``hidden_dim``, so the MI head can
+    be resized while keeping the base method's head design.
+
+    Args:
+        head: the base method's projector or predictor.
+        in_dim: input width of the new head.
+        hidden_dim: width of its hidden layers.
+        out_dim: output width of the new head.
+
+    Returns:
+        The new head, sharing no parameter or buffer with ``head``.
+    """
+    last_linear = max(i for i, block in enumerate(head) if isinstance(block, nn.Linear))
+    blocks: list[nn.Module] = []
+    width = in_dim
+    for i, block in enumerate(head):
+        if isinstance(block, nn.Linear):
+            out = out_dim if i == last_linear else hidden_dim
+            blocks.append(nn.Linear(width, out, bias=block.bias is not None))
+            width = out
+        elif isinstance(block, nn.BatchNorm1d):
+            blocks.append(
+                nn.BatchNorm1d(
+                    width,
+                    eps=block.eps,
+                    momentum=block.momentum,
+                    affine=block.affine,
+                    track_running_stats=block.track_running_stats,
+                )
+            )
+        elif any(True for _ in block.parameters()):
+            raise TypeError(f"fresh_head: cannot rebuild block {block!r} with parameters")
+        else:
+            blocks.append(copy.deepcopy(block))
+    return nn.Sequential(*blocks)
+
+
+class InfoAugMixin:
+    """Adds InfoAug's MI branch to a solo-learn method (mixed in before the base class).
+
+    Each step, the base method runs unchanged on the main batch; the (patch, twin) pairs of the twin
+    batch go through the shared backbone in one concatenated forward (and through the shared
+    momentum backbone, without gradients, for momentum methods), then through the method's own MI
+    head (``mi_loss``). The total loss is ``base loss + infoaug.weight * MI loss``.
+
+    Twin batches ``[pair_ids (B,), patches (B,3,H,W), twins (B,3,H,W)]`` come from
+    ``batch["twin"]`` when the trainer is given ``{"main": ..., "twin": ...}``, otherwise from
+    ``self.twin_provider``, which reads ``infoaug.twins`` (solo-learn's own ``main_pretrain.py``).
+
+    Extra cfg settings:
+        infoaug:
+            weight (float): weight of the MI loss, finite and >= 0. Defaults to 1.0.
+            batch_size (int): twin pairs per step and process. Defaults to optimizer.batch_size.
+            image_size (int): side of the twin crops. Defaults to augmentations[0].crop_size.
+            mi_head (dict): MI head sizes (keys of the subclass's ``mi_head_keys``), each defaulting
+                to the method_kwargs key of the same name.
+            twins, loader, num_workers, selection, augmentations, dali_device: read by the twin
+                loader (``infoaug_plugin.data``).
+
+    Subclasses set ``base_method`` (solo-learn's name of the base) and ``mi_head_keys``, build their
+    MI modules in ``__init__`` after ``super().__init__(cfg)``, list them in ``learnable_params``
+    (and EMA copies in ``momentum_pairs``) and implement ``mi_loss``.
+    """
+
+    base_method: ClassVar[str]
+    mi_head_keys: ClassVar[tuple[str, ...]]
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        """Builds the base method with its own name, so backbone factories that pick a variant by
+        method name (the MoCo v3 ViT) build the base method's backbone.
+
+        Args:
+            cfg: the full solo-learn config, with an optional ``infoaug`` node.
+        """
+        method = cfg.method
+        cfg.method = self.base_method
+        try:
+            super().__init__(cfg)  # type: ignore[call-arg]
+        finally:
+            cfg.method = method
+        self.infoaug_weight: float = cfg.infoaug.weight
+        self.twin_provider = TwinProvider(cfg.infoaug, seed=omegaconf_select(cfg, "seed", 0))
+
+    @classmethod
+    def add_and_assert_specific_cfg(cls, cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """Adds the ``infoaug`` defaults to the base method's and checks them.
+
+        Args:
+            cfg: DictConfig object.
+
+        Returns:
+            The same cfg, with ``infoaug.weight``, ``infoaug.batch_size`` and every
+            ``infoaug.mi_head`` size set.
+
+        Raises:
+            ValueError: naming the ``infoaug`` key that is invalid.
+        """
+        cfg = super(InfoAugMixin, cls).add_and_assert_specific_cfg(cfg)  # type: ignore[misc]
+
+        if omegaconf_select(cfg, "infoaug") is None:
+            cfg.infoaug = {}
+        weight = omegaconf_select(cfg, "infoaug.weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"infoaug.weight must be a finite number >= 0, got {weight!r}")
+        cfg.infoaug.weight = float(weight)
+
+        batch_size = omegaconf_select(cfg, "infoaug.batch_size", cfg.optimizer.batch_size)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"infoaug.batch_size must be an integer >= 1, got {batch_size!r}")
+        cfg.infoaug.batch_size = batch_size
+        # The twin loader sees only the infoaug node, so the contract's default is filled here.
+        if omegaconf_select(cfg, "infoaug.image_size") is None and omegaconf_select(cfg, "augmentations"):
+            cfg.infoaug.image_size = cfg.augmentations[0].crop_size
+
+        mi_head = omegaconf_select(cfg, "infoaug.mi_head") or {}
+        unknown = sorted(set(mi_head) - set(cls.mi_head_keys))
+        if unknown:
+            raise ValueError(
+                f"infoaug.mi_head: unknown key(s) {unknown} for {cls.__name__}; "
+                f"expected some of {list(cls.mi_head_keys)}"
+            )
+        cfg.infoaug.mi_head = {
+            key: omegaconf_select(cfg, f"infoaug.mi_head.{key}", cfg.method_kwargs[key])
+            for key in cls.mi_head_keys
+        }
+        return cfg
+
+    def mi_loss(
+        self,
+        pair_ids: torch.Tensor,
+        feats: torch.Tensor,
+        momentum_feats: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        """The base method's kind of loss on the MI head, symmetric in (patch, twin).
+
+        Args:
+            pair_ids: (B,) pair ids, unique across processes.
+            feats: (2B, F) backbone features, the B patches first, then their B twins.
+            momentum_feats: the same from the momentum backbone (momentum methods), else None.
+
+        Returns:
+            The scalar MI loss.
+        """
+        raise NotImplementedError
+
+    def twin_features(self, images: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Runs the MI branch's images through the backbone (and the momentum backbone).
+
+        Args:
+            images: (2B, 3, H, W) patches then twins, in one batch so the backbone runs once.
+
+        Returns:
+            The backbone features and, for momentum methods, the momentum backbone's (else None).
+        """
+        if not self.no_channel_last:
+            images = images.to(memory_format=torch.channels_last)
+        feats = self.backbone(images)
+        if not isinstance(self, BaseMomentumMethod):
+            return feats, None
+        with torch.no_grad():
+            return feats, self.momentum_backbone(images)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Runs the base method's step on the main batch and adds the weighted MI loss.
+
+        Args:
+            batch: the main batch ``[indexes, [X], targets]``, or ``{"main": ..., "twin": ...}``
+                (then ``"twin"`` is optional: without it the twin provider serves one).
+            batch_idx: index of the batch.
+
+        Returns:
+            ``base loss + infoaug.weight * MI loss``.
+        """
+        main, twin = (batch.get("main"), batch.get("twin")) if isinstance(batch, Mapping) else (batch, None)
+        if twin is None:
+            twin = self.twin_provider.next(self.trainer, self.device)
+        pair_ids, patches, twins = _checked_twin_batch(twin)
+
+        base_loss = super().training_step(main, batch_idx)  # type: ignore[misc]
+        feats, momentum_feats = self.twin_features(torch.cat((patches, twins)))
+        mi_loss = self.mi_loss(pair_ids, feats, momentum_feats)
+
+        self.log_dict(
+            {"train_base_loss": base_loss, "train_mi_loss": mi_loss}, on_epoch=True, sync_dist=True
+        )
+        return base_loss + self.infoaug_weight * mi_loss
+
+
+def _checked_twin_batch(twin: TwinBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Unpacks a twin batch, refusing one whose parts do not line up."""
+    pair_ids, patches, twins = twin
+    if patches.ndim != 4 or patches.shape != twins.shape or pair_ids.shape != patches.shape[:1]:
+        raise ValueError(
+            "twin batch must be [pair_ids (B,), patches (B,3,H,W), twins (B,3,H,W)], got shapes "
+            f"{tuple(pair_ids.shape)}, {tuple(patches.shape)}, {tuple(twins.shape)}"
+        )
+    return pair_ids, patches, twins

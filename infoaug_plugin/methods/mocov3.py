@@ -1,0 +1,71 @@
+"""InfoAug on MoCo v3: an independent projector, predictor and momentum projector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import omegaconf
+import torch
+from solo.losses.mocov3 import mocov3_loss_func
+from solo.methods.mocov3 import MoCoV3
+from solo.utils.momentum import initialize_momentum_params
+
+from infoaug_plugin.methods.mixin import InfoAugMixin, fresh_head
+
+
+class InfoAugMoCoV3(InfoAugMixin, MoCoV3):
+    """InfoAug (twin patches with high motion mutual information as extra positives) on MoCo v3
+    (https://arxiv.org/abs/2104.02057).
+
+    The MI keys come from the shared momentum backbone followed by ``momentum_mi_projector``. The
+    backbone is built under the name ``mocov3``, so a ViT is MoCo v3's variant; linear evaluation
+    then needs ``pretrain_method: mocov3``.
+
+    Extra cfg settings (besides MoCo v3's method_kwargs and InfoAugMixin's ``infoaug`` keys):
+        infoaug:
+            mi_head:
+                proj_hidden_dim (int): hidden width of ``mi_projector``. Defaults to MoCo v3's.
+                proj_output_dim (int): output width of ``mi_projector``. Defaults to MoCo v3's.
+                pred_hidden_dim (int): hidden width of ``mi_predictor``. Defaults to MoCo v3's.
+    """
+
+    base_method = "mocov3"
+    mi_head_keys = ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim")
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        sizes = cfg.infoaug.mi_head
+        self.mi_projector = fresh_head(
+            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
+        )
+        self.momentum_mi_projector = fresh_head(
+            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
+        )
+        initialize_momentum_params(self.mi_projector, self.momentum_mi_projector)
+        self.mi_predictor = fresh_head(
+            self.predictor, sizes.proj_output_dim, sizes.pred_hidden_dim, sizes.proj_output_dim
+        )
+
+    @property
+    def learnable_params(self) -> list[dict]:
+        """Adds the MI projector and predictor to MoCo v3's learnable parameters."""
+        return super().learnable_params + [
+            {"name": "mi_projector", "params": self.mi_projector.parameters()},
+            {"name": "mi_predictor", "params": self.mi_predictor.parameters()},
+        ]
+
+    @property
+    def momentum_pairs(self) -> list[tuple[Any, Any]]:
+        """Adds (mi_projector, momentum_mi_projector) to MoCo v3's momentum pairs."""
+        return super().momentum_pairs + [(self.mi_projector, self.momentum_mi_projector)]
+
+    def mi_loss(
+        self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: torch.Tensor
+    ) -> torch.Tensor:
+        """Each side's query against the other's momentum key (see ``InfoAugMixin.mi_loss``)."""
+        q_patch, q_twin = self.mi_predictor(self.mi_projector(feats)).chunk(2)
+        with torch.no_grad():
+            k_patch, k_twin = self.momentum_mi_projector(momentum_feats).chunk(2)
+        return mocov3_loss_func(q_patch, k_twin, temperature=self.temperature) + mocov3_loss_func(
+            q_twin, k_patch, temperature=self.temperature
+        )
