@@ -114,7 +114,7 @@ def write_twin_store(root: Path, n_pairs: int = 16, size: int = 32, encode_ids: 
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_twin_store() -> Callable[..., Path]:
     """The store writer ``make_twin_store(root, n_pairs=16, size=32, encode_ids=False) -> root``."""
     return write_twin_store
