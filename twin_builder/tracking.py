@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+# Seed corners: candidates per representative point, and their least quality relative to the
+# cell's strongest corner.
+CANDIDATES_PER_POINT = 8
+CORNER_QUALITY = 0.05
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,15 @@ class LucasKanade:
         win_size: side of the search window in pixels.
         max_level: pyramid levels above the base image.
         fb_threshold: largest forward-backward error in pixels for a point to be kept.
+        iterations: most iterations per pyramid level.
+        epsilon: iterations stop once the update is below this, in pixels.
     """
 
     win_size: int = 21
     max_level: int = 3
     fb_threshold: float = 1.0
+    iterations: int = 30
+    epsilon: float = 0.01
 
     def _flow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         moved, status, _ = cv2.calcOpticalFlowPyrLK(
@@ -38,7 +45,7 @@ class LucasKanade:
             None,
             winSize=(self.win_size, self.win_size),
             maxLevel=self.max_level,
-            criteria=LK_CRITERIA,
+            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, self.iterations, self.epsilon),
         )
         return moved.reshape(-1, 2), status.reshape(-1).astype(bool)
 
@@ -102,7 +109,12 @@ def grid_cell_boxes(height: int, width: int, grid: int) -> np.ndarray:
 
 
 def seed_grid_points(gray: np.ndarray, grid: int, points_per_cell: int = 1) -> GridSeeds:
-    """Picks the representative point(s) of every grid cell: the strongest Shi-Tomasi corners in it.
+    """Picks the representative point(s) of every grid cell: good Shi-Tomasi corners near its centre.
+
+    Among the cell's corners of at least ``CORNER_QUALITY`` times its strongest one, the ones
+    nearest the cell centre are taken: the strongest corner of a cell often lies on its border or
+    on an object's outline, where a tracking window straddles two motions and the crop centred on
+    the point would mostly show the neighbouring cell.
 
     Args:
         gray: (H, W) uint8 grey first frame of the window.
@@ -116,14 +128,20 @@ def seed_grid_points(gray: np.ndarray, grid: int, points_per_cell: int = 1) -> G
     points = np.zeros((len(boxes), points_per_cell, 2), dtype=np.float32)
     textured = np.zeros((len(boxes), points_per_cell), dtype=bool)
     for index, (x0, y0, x1, y1) in enumerate(boxes):
-        points[index] = ((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2)
+        centre = np.float32(((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2))
+        points[index] = centre
         corners = cv2.goodFeaturesToTrack(
-            gray[y0:y1, x0:x1], maxCorners=points_per_cell, qualityLevel=0.01, minDistance=3, blockSize=7
+            gray[y0:y1, x0:x1],
+            maxCorners=CANDIDATES_PER_POINT * points_per_cell,
+            qualityLevel=CORNER_QUALITY,
+            minDistance=3,
+            blockSize=7,
         )
         if corners is not None:
-            found = corners.reshape(-1, 2)
-            points[index, : len(found)] = found + (x0, y0)
-            textured[index, : len(found)] = True
+            found = corners.reshape(-1, 2) + (x0, y0)
+            nearest = found[np.argsort(np.linalg.norm(found - centre, axis=1), kind="stable")[:points_per_cell]]
+            points[index, : len(nearest)] = nearest
+            textured[index, : len(nearest)] = True
     return GridSeeds(points, textured, boxes)
 
 

