@@ -36,14 +36,20 @@ DEFAULTS: dict = {
 }
 
 
-def fill_loader_defaults(infoaug_cfg: DictConfig) -> DictConfig:
+def fill_loader_defaults(
+    infoaug_cfg: DictConfig, *, batch_size: int | None = None, image_size: int | None = None
+) -> DictConfig:
     """Fills the loader-side defaults of an ``infoaug:`` node in place and checks its values.
 
     Missing keys get ``DEFAULTS``; a partial ``augmentations`` node is merged over
-    ``DEFAULT_AUGMENTATIONS``, so overriding one probability keeps the rest.
+    ``DEFAULT_AUGMENTATIONS``, so overriding one probability keeps the rest. Inside a full
+    solo-learn config, pass the main data's values so the defaults match the methods' (twin batch
+    = ``optimizer.batch_size``, twin crops = ``augmentations[0].crop_size``).
 
     Args:
         infoaug_cfg: the ``infoaug:`` node (struct mode is lifted while filling).
+        batch_size: default of ``batch_size`` instead of ``DEFAULTS``'.
+        image_size: default of ``image_size`` instead of ``DEFAULTS``'.
 
     Returns:
         The same node, completed.
@@ -57,10 +63,10 @@ def fill_loader_defaults(infoaug_cfg: DictConfig) -> DictConfig:
     try:
         if OmegaConf.select(infoaug_cfg, "twins") in (None, "", "None") or OmegaConf.is_missing(infoaug_cfg, "twins"):
             raise ValueError("infoaug.twins: the path of the twin store is required")
-        for key, value in DEFAULTS.items():
-            if key == "augmentations":
-                continue
-            if OmegaConf.select(infoaug_cfg, key) is None:
+        defaults = {**DEFAULTS, "batch_size": batch_size or DEFAULTS["batch_size"]}
+        defaults["image_size"] = image_size or DEFAULTS["image_size"]
+        for key, value in defaults.items():
+            if key != "augmentations" and OmegaConf.select(infoaug_cfg, key) is None:
                 infoaug_cfg[key] = value
         given = infoaug_cfg.get("augmentations") or {}
         infoaug_cfg.augmentations = OmegaConf.merge(DEFAULT_AUGMENTATIONS, given)

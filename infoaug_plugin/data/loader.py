@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -10,7 +10,7 @@ from solo.data.pretrain_dataloader import build_transform_pipeline
 
 from infoaug_plugin.data.config import augmentation_pipeline, fill_loader_defaults
 from infoaug_plugin.data.sampling import EpochPlanner
-from infoaug_plugin.data.store import open_twin_store
+from infoaug_plugin.data.store import TwinStore, open_twin_store
 from infoaug_plugin.data.torch_loader import TorchTwinLoader
 
 # Twin patches come from videos, not from a named data set: solo's pipelines then take
@@ -35,6 +35,7 @@ def build_twin_loader(
     num_shards: int = 1,
     device_id: int | None = None,
     seed: int = 0,
+    store: TwinStore | None = None,
 ) -> TwinLoader:
     """Validates the twin store and builds the loader that ``infoaug.loader`` names.
 
@@ -49,6 +50,7 @@ def build_twin_loader(
         num_shards: number of processes (the trainer's world size).
         device_id: CUDA device of a ``dali_device: gpu`` DALI pipeline; ``None`` on CPU.
         seed: seed of the epoch permutations, random twins and DALI's augmentations.
+        store: the store of ``infoaug.twins`` when it was already opened (and so validated).
 
     Returns:
         The torch or DALI twin loader.
@@ -58,7 +60,8 @@ def build_twin_loader(
         ValueError: an ``infoaug`` key has an invalid value.
     """
     fill_loader_defaults(infoaug_cfg)
-    store = open_twin_store(infoaug_cfg.twins, min_pairs=infoaug_cfg.batch_size * num_shards)
+    if store is None:
+        store = open_twin_store(infoaug_cfg.twins, min_pairs=infoaug_cfg.batch_size * num_shards)
     planner = EpochPlanner(
         store,
         batch_size=infoaug_cfg.batch_size,
@@ -84,3 +87,35 @@ def build_twin_loader(
         num_threads=max(1, infoaug_cfg.num_workers),
         seed=seed,
     )
+
+
+class PacedTwinLoader:
+    """A twin loader paced to the main loader: ``num_batches`` twin batches per pass.
+
+    The twin passes run back to back across the main epochs (each a new twin epoch), so the main
+    data sets the epoch length, and with it solo-learn's lr and momentum schedules, whatever the
+    size of the store; no twin batch is skipped.
+    """
+
+    def __init__(self, loader: TwinLoader, num_batches: int):
+        """Wraps ``loader``.
+
+        Args:
+            loader: the twin loader.
+            num_batches: twin batches per pass (the main loader's batches per epoch).
+        """
+        self.loader = loader
+        self.num_batches = num_batches
+        self._twin_pass: Iterator[list[torch.Tensor]] = iter(())
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[torch.Tensor]]:
+        """Yields the next ``num_batches`` twin batches."""
+        for _ in range(self.num_batches):
+            batch = next(self._twin_pass, None)
+            if batch is None:
+                self._twin_pass = iter(self.loader)
+                batch = next(self._twin_pass)
+            yield batch

@@ -1,0 +1,143 @@
+# Copyright 2023 solo-learn development team.
+# Adapted for InfoAug from solo-learn's main_pretrain.py / main_linear.py.
+
+# Permission is hereby granted, free of charge, to any person obtaining a copy of
+# this software and associated documentation files (the "Software"), to deal in
+# the Software without restriction, including without limitation the rights to use,
+# copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the
+# Software, and to permit persons to whom the Software is furnished to do so,
+# subject to the following conditions:
+
+# The above copyright notice and this permission notice shall be included in all copies
+# or substantial portions of the Software.
+
+# THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED,
+# INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR
+# PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE
+# FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR
+# OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER
+# DEALINGS IN THE SOFTWARE.
+
+"""The parts ``infoaug-pretrain`` and ``infoaug-linear`` share: resuming, logging, Trainer arguments."""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers.wandb import WandbLogger
+from lightning.pytorch.strategies.ddp import DDPStrategy
+from omegaconf import DictConfig, OmegaConf
+from solo.utils.auto_resumer import AutoResumer
+from solo.utils.misc import omegaconf_select
+
+
+def check_knn_eval(cfg: DictConfig) -> None:
+    """Refuses ``knn_eval.enabled`` where solo-learn's kNN metric cannot be built.
+
+    solo's ``WeightedKNNClassifier`` passes ``compute_on_step``, which torchmetrics removed in 0.12.
+
+    Args:
+        cfg: the parsed config.
+
+    Raises:
+        ValueError: kNN evaluation is on and torchmetrics is 0.12 or newer.
+    """
+    if not omegaconf_select(cfg, "knn_eval.enabled", False):
+        return
+    major, minor = (int(part) for part in version("torchmetrics").split(".")[:2])
+    if (major, minor) >= (0, 12):
+        raise ValueError(
+            f"knn_eval.enabled: solo-learn's kNN metric needs torchmetrics < 0.12 (installed: "
+            f"{version('torchmetrics')}); set knn_eval.enabled=False or install solo-learn's pin"
+        )
+
+
+def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: str) -> tuple[str | None, str | None]:
+    """The checkpoint to resume from: ``resume_from_checkpoint``, or AutoResumer's match.
+
+    AutoResumer compares only solo-learn's keys (method, data set, optimiser, ...), not
+    ``infoaug:``; the shipped configs keep it off.
+
+    Args:
+        cfg: the parsed config (``resume_from_checkpoint`` is removed once read).
+        checkpoint_dir: where AutoResumer looks.
+
+    Returns:
+        ``(checkpoint path or None, wandb run id or None)``.
+    """
+    if cfg.auto_resume.enabled and cfg.resume_from_checkpoint is None:
+        auto_resumer = AutoResumer(checkpoint_dir=checkpoint_dir, max_hours=cfg.auto_resume.max_hours)
+        resume_from_checkpoint, wandb_run_id = auto_resumer.find_checkpoint(cfg)
+        if resume_from_checkpoint is not None:
+            print("Resuming from previous checkpoint that matches specifications:", f"'{resume_from_checkpoint}'")
+        return resume_from_checkpoint, wandb_run_id
+    ckpt_path = cfg.resume_from_checkpoint
+    del cfg.resume_from_checkpoint
+    return ckpt_path, None
+
+
+def build_wandb_logger(
+    cfg: DictConfig, model: pl.LightningModule, wandb_run_id: str | None, callbacks: list[Callback]
+) -> WandbLogger | None:
+    """solo-learn's wandb logger (and an lr monitor) when ``wandb.enabled``, else ``None``.
+
+    Args:
+        cfg: the parsed config.
+        model: the module whose gradients are watched.
+        wandb_run_id: run to resume, if any.
+        callbacks: the trainer's callbacks; the lr monitor is appended.
+
+    Returns:
+        The logger, or ``None`` (Lightning's default logger).
+    """
+    if not cfg.wandb.enabled:
+        return None
+    wandb_logger = WandbLogger(
+        name=cfg.name,
+        project=cfg.wandb.project,
+        entity=cfg.wandb.entity,
+        offline=cfg.wandb.offline,
+        resume="allow" if wandb_run_id else None,
+        id=wandb_run_id,
+    )
+    wandb_logger.watch(model, log="gradients", log_freq=100)
+    wandb_logger.log_hyperparams(OmegaConf.to_container(cfg))
+    callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return wandb_logger
+
+
+def build_trainer(cfg: DictConfig, logger: Any, callbacks: list[Callback]) -> Trainer:
+    """A Trainer from every top-level key that names a ``Trainer`` argument, as solo-learn does.
+
+    On ``accelerator: cpu`` a device list (``devices: [0]``, solo's GPU habit, which Lightning
+    refuses on CPU) becomes its length.
+
+    Args:
+        cfg: the parsed config.
+        logger: the logger, or ``None`` for Lightning's default.
+        callbacks: the callbacks.
+
+    Returns:
+        The trainer.
+    """
+    kwargs = OmegaConf.to_container(cfg)
+    valid = inspect.signature(Trainer.__init__).parameters
+    kwargs = {name: kwargs[name] for name in valid if name in kwargs}
+    if cfg.get("accelerator") == "cpu" and isinstance(kwargs.get("devices"), list):
+        kwargs["devices"] = len(kwargs["devices"])
+    kwargs.update(
+        {
+            "logger": logger,
+            "callbacks": callbacks,
+            "enable_checkpointing": False,
+            "strategy": DDPStrategy(find_unused_parameters=False)
+            if cfg.strategy == "ddp"
+            else cfg.strategy or "auto",
+        }
+    )
+    return Trainer(**kwargs)
