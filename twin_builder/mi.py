@@ -15,7 +15,9 @@ from the counts (a Theiler window), because autocorrelated series otherwise show
 
 All pairs are computed together: with the max norm the joint distance of a pair is the element-wise
 maximum of the two marginal distance matrices, so the ``(P, N, N)`` marginal matrices are built
-once and each pair costs one ``np.maximum``, one ``np.partition`` and two counts.
+once and each pair costs one ``np.maximum`` and one ``np.partition`` (for its k-th-neighbour
+radii); KSG's marginal counts are then binary searches in the rows of the marginal matrices,
+sorted once. ``benchmarks/mi_all_pairs.py`` compares the speed with a per-pair loop of npeet-plus.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ESTIMATORS: tuple[str, ...] = ("ksg", "3kl")
 DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
 # Upper bound on the temporary (B, N, N) float64 arrays of one block of pairs.
 _BLOCK_BYTES = 2**21
+# Upper bound on the buffered KSG joint radii counted together.
+_COUNT_BUFFER_BYTES = 2**24
 
 
 def mutual_information_matrix(
@@ -56,6 +60,8 @@ def mutual_information_matrix(
         (P, P) symmetric float64 array of MI in nats, NaN on the diagonal. Values are not clamped
         at 0: at independence the estimate scatters around 0. A coordinate with zero variance is
         left at 0 (only the jitter remains), so filter such patches with ``motion_entropy_mask``.
+        Memory: about ``P * N * N * 8`` bytes (twice that for KSG) plus a few MiB of blocks;
+        P = 256, N = 300 needs about 370 MB with KSG.
 
     Raises:
         ValueError: on a bad shape, estimator, ``k`` or ``theiler``, or too few samples.
@@ -184,14 +190,20 @@ def _marginal_distances(samples: np.ndarray) -> np.ndarray:
     """(P, N, d) samples -> (P, N, N) L-infinity distances between samples of the same patch."""
     distances = np.abs(samples[:, :, None, 0] - samples[:, None, :, 0])
     for c in range(1, samples.shape[-1]):
-        np.maximum(distances, np.abs(samples[:, :, None, c] - samples[:, None, :, c]), out=distances)
+        coordinate = np.abs(samples[:, :, None, c] - samples[:, None, :, c])
+        np.maximum(distances, coordinate, out=distances)
     return distances
 
 
 def _all_pairs(
     distances: np.ndarray, dims: np.ndarray, estimator: str, k: int, theiler: int
 ) -> np.ndarray:
-    """The (P, P) MI matrix from the (P, N, N) marginal distances and the (P,) dimensions."""
+    """The (P, P) MI matrix from the (P, N, N) marginal distances and the (P,) dimensions.
+
+    Pairs are processed in blocks ``(i, j_start:j_stop)`` whose joint-distance array stays below
+    ``_BLOCK_BYTES``; the KSG neighbour counts of many blocks are then done together (see
+    ``_count_below``), buffering at most ``_COUNT_BUFFER_BYTES`` of joint radii.
+    """
     n_patches, n = distances.shape[:2]
     offsets = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     excluded = offsets <= theiler
@@ -204,9 +216,27 @@ def _all_pairs(
         # H_KL(S) - (d_S log 2): the log 2 terms cancel in H(X) + H(Y) - H(X, Y).
         kth = np.partition(distances, k - 1, axis=-1)[..., k - 1]
         entropy = psi_n - psi[k] + dims * np.log(kth).mean(axis=-1)
+    else:
+        sorted_rows = np.sort(distances, axis=-1)
 
     result = np.full((n_patches, n_patches), np.nan)
     block = max(1, _BLOCK_BYTES // (8 * n * n))
+    buffer_pairs = max(1, _COUNT_BUFFER_BYTES // (8 * n))
+    firsts: list[np.ndarray] = []
+    seconds: list[np.ndarray] = []
+    radii: list[np.ndarray] = []
+
+    def count_buffered_pairs() -> None:
+        first, second = np.concatenate(firsts), np.concatenate(seconds)
+        eps = np.concatenate(radii)
+        n_x = _count_below(sorted_rows, first, eps)
+        n_y = _count_below(sorted_rows, second, eps)
+        mi = psi[k] + psi_n - (psi[n_x + 1] + psi[n_y + 1]).mean(axis=-1)
+        result[first, second] = result[second, first] = mi
+        firsts.clear()
+        seconds.clear()
+        radii.clear()
+
     for i in range(n_patches - 1):
         for start in range(i + 1, n_patches, block):
             stop = min(start + block, n_patches)
@@ -214,13 +244,44 @@ def _all_pairs(
             joint.partition(k - 1, axis=-1)
             eps = joint[..., k - 1]
             if estimator == "ksg":
-                n_x = np.count_nonzero(distances[i][None] < eps[..., None], axis=-1)
-                n_y = np.count_nonzero(distances[start:stop] < eps[..., None], axis=-1)
-                mi = psi[k] + psi_n - (psi[n_x + 1] + psi[n_y + 1]).mean(axis=-1)
+                firsts.append(np.full(stop - start, i))
+                seconds.append(np.arange(start, stop))
+                radii.append(eps.copy())
+                if len(radii) * block >= buffer_pairs:
+                    count_buffered_pairs()
             else:
                 joint_dims = dims[i] + dims[start:stop]
                 joint_entropy = psi_n - psi[k] + joint_dims * np.log(eps).mean(axis=-1)
                 mi = entropy[i] + entropy[start:stop] - joint_entropy
-            result[i, start:stop] = mi
-            result[start:stop, i] = mi
+                result[i, start:stop] = result[start:stop, i] = mi
+    if radii:
+        count_buffered_pairs()
     return result
+
+
+def _count_below(sorted_rows: np.ndarray, patches: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Per row, how many of a patch's distances are strictly below a radius.
+
+    A branch-free binary search over the rows, vectorised over all queries: a fixed number of
+    gather-compare steps on (Q, N) arrays is much cheaper than comparing every distance.
+
+    Args:
+        sorted_rows: (P, N, N) marginal distances, each row sorted ascending; the last entry of
+            every row is inf (the sample itself is always excluded).
+        patches: (Q,) patch index of each query.
+        radii: (Q, N) radius for each query and sample.
+
+    Returns:
+        (Q, N) int64 counts ``#{j : sorted_rows[patches[q], t, j] < radii[q, t]}``.
+    """
+    n = sorted_rows.shape[1]
+    flat = sorted_rows.reshape(-1)
+    row_starts = patches[:, None] * (n * n) + np.arange(n)[None, :] * n
+    counts = np.zeros(radii.shape, dtype=np.int64)
+    step = 1 << ((n - 1).bit_length() - 1)  # the largest power of two <= n - 1 (n >= 2)
+    while step:
+        # Probe position counts + step - 1, clipped to the row's last (infinite) entry.
+        probe = flat[row_starts + np.minimum(counts + (step - 1), n - 1)]
+        counts += step * (probe < radii)
+        step >>= 1
+    return counts

@@ -187,7 +187,9 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = 25.0) -> Path
     return path
 
 
-def write_frame_folder(frames: np.ndarray, directory: str | Path, prefix: str = "frame_") -> list[Path]:
+def write_frame_folder(
+    frames: np.ndarray, directory: str | Path, prefix: str = "frame_"
+) -> list[Path]:
     """Writes (T, H, W, 3) uint8 BGR frames as PNG files whose names sort in frame order.
 
     Args:
@@ -218,7 +220,8 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(
-            f"frames must be a non-empty (T, H, W, 3) uint8 array; got {frames.shape} {frames.dtype}"
+            "frames must be a non-empty (T, H, W, 3) uint8 array; "
+            f"got {frames.shape} {frames.dtype}"
         )
     return frames
 

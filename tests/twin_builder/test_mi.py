@@ -12,6 +12,7 @@ from npeet_plus import mi as npeet_mi
 from scipy.ndimage import gaussian_filter1d
 from sklearn.feature_selection import mutual_info_regression
 
+from twin_builder import mi as mi_module
 from twin_builder.mi import motion_entropy_mask, mutual_information, mutual_information_matrix
 
 N = 1000
@@ -19,8 +20,10 @@ TOLERANCE = {"ksg": 0.10, "3kl": 0.15}
 ESTIMATORS = ("ksg", "3kl")
 
 
-def correlated_gaussians(rho: float, d: int, seed: int = 0, n: int = N) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) X and Y whose coordinate pairs (x_c, y_c) have correlation rho, independent across c."""
+def correlated_gaussians(
+    rho: float, d: int, seed: int = 0, n: int = N
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d) X and Y; each pair (x_c, y_c) has correlation rho, independent across c."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d))
     y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal((n, d))
@@ -31,8 +34,10 @@ def gaussian_mi(rho: float, d: int) -> float:
     return -0.5 * d * np.log(1 - rho**2)
 
 
-def smooth_independent_series(seed: int, patches: int = 8, n: int = 150, sigma: float = 2.0) -> np.ndarray:
-    """(patches, n, 2) independent Gaussian-smoothed 2-D series (autocorrelated like real motion)."""
+def smooth_independent_series(
+    seed: int, patches: int = 8, n: int = 150, sigma: float = 2.0
+) -> np.ndarray:
+    """(patches, n, 2) independent Gaussian-smoothed 2-D series (autocorrelated, like motion)."""
     rng = np.random.default_rng(seed)
     return gaussian_filter1d(rng.standard_normal((patches, n, 2)), sigma, axis=1)
 
@@ -62,7 +67,8 @@ def test_correlated_gaussians_in_1d_match_the_closed_form(estimator: str) -> Non
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_independent_coordinate_pairs_in_2d_add_up(estimator: str) -> None:
     x, y = correlated_gaussians(0.6, 2)
-    assert mutual_information(x, y, estimator=estimator, theiler=0) == pytest.approx(0.446, abs=0.15)
+    estimate = mutual_information(x, y, estimator=estimator, theiler=0)
+    assert estimate == pytest.approx(0.446, abs=0.15)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -72,7 +78,9 @@ def test_general_gaussian_matches_the_log_determinant_formula(estimator: str) ->
     covariance = mixing @ mixing.T
     z = rng.multivariate_normal(np.zeros(4), covariance, size=N)
     expected = 0.5 * np.log(
-        np.linalg.det(covariance[:2, :2]) * np.linalg.det(covariance[2:, 2:]) / np.linalg.det(covariance)
+        np.linalg.det(covariance[:2, :2])
+        * np.linalg.det(covariance[2:, 2:])
+        / np.linalg.det(covariance)
     )
     assert 0.1 < expected < 1.0
     assert mutual_information(z[:, :2], z[:, 2:], estimator=estimator, theiler=0) == pytest.approx(
@@ -109,6 +117,36 @@ def test_matrix_is_symmetric_with_nan_diagonal(estimator: str) -> None:
     off_diagonal = ~np.eye(6, dtype=bool)
     assert np.isfinite(matrix[off_diagonal]).all()
     np.testing.assert_array_equal(matrix, matrix.T)
+
+
+def test_ksg_matrix_agrees_with_npeet_for_every_pair() -> None:
+    rng = np.random.default_rng(4)
+    latent = rng.standard_normal((100, 2))
+    noise_levels = (0.3, 0.5, 1, 2, 4, 9)
+    samples = np.stack(
+        [standardised(latent + s * rng.standard_normal((100, 2))) for s in noise_levels]
+    )
+    matrix = mutual_information_matrix(samples, theiler=0)
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        for i, j in zip(*np.triu_indices(len(samples), 1)):
+            reference = npeet_mi(samples[i], samples[j], k=3, base=np.e)
+            assert matrix[i, j] == pytest.approx(reference, abs=1e-9)
+    finally:
+        np.random.set_state(state)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_matrix_does_not_depend_on_the_block_sizes(
+    estimator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    samples = np.random.default_rng(0).standard_normal((9, 40, 2))
+    default = mutual_information_matrix(samples, estimator=estimator)
+    # One pair per block and a count buffer of a few pairs: many blocks and many flushes.
+    monkeypatch.setattr(mi_module, "_BLOCK_BYTES", 8 * 40 * 40)
+    monkeypatch.setattr(mi_module, "_COUNT_BUFFER_BYTES", 3 * 8 * 40)
+    np.testing.assert_array_equal(mutual_information_matrix(samples, estimator=estimator), default)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -167,13 +205,15 @@ SPURIOUS_FLOOR = {"ksg": 0.5, "3kl": 0.35}
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_smooth_independent_series_show_spurious_mi_without_theiler_window(estimator: str) -> None:
-    matrix = mutual_information_matrix(smooth_independent_series(seed=0), estimator=estimator, theiler=0)
+    series = smooth_independent_series(seed=0)
+    matrix = mutual_information_matrix(series, estimator=estimator, theiler=0)
     assert np.nanmean(matrix) > SPURIOUS_FLOOR[estimator]
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_theiler_window_removes_spurious_mi_between_smooth_series(estimator: str) -> None:
-    matrix = mutual_information_matrix(smooth_independent_series(seed=0), estimator=estimator, theiler=3)
+    series = smooth_independent_series(seed=0)
+    matrix = mutual_information_matrix(series, estimator=estimator, theiler=3)
     assert np.nanmean(matrix) == pytest.approx(0.0, abs=TOLERANCE[estimator])
 
 

@@ -1,4 +1,4 @@
-"""The synthetic twin-video generator: its ground truth is self-consistent and its files read back."""
+"""The synthetic twin-video generator: its ground truth is self-consistent, its files read back."""
 
 from __future__ import annotations
 
@@ -98,7 +98,9 @@ def test_object_positions_are_sub_pixel(video: SyntheticVideo) -> None:
     assert np.abs(fractions).mean() > 0.1
 
 
-def test_rendered_objects_follow_the_ground_truth_to_sub_pixel_precision(video: SyntheticVideo) -> None:
+def test_rendered_objects_follow_the_ground_truth_to_sub_pixel_precision(
+    video: SyntheticVideo,
+) -> None:
     tracked = track_centres(video)
     assert np.abs(tracked - video.centres.reshape(120, 16, 2)).max() < 0.3
 
@@ -129,7 +131,8 @@ def test_static_cells_move_only_with_the_camera(moving_camera_video: SyntheticVi
 
 
 def test_camera_motion_moves_the_background(moving_camera_video: SyntheticVideo) -> None:
-    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32) for f in moving_camera_video.frames]
+    frames = moving_camera_video.frames
+    grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32) for f in frames]
     t = int(np.argmax(np.abs(moving_camera_video.camera).max(axis=1)))
     (dx, dy), _ = cv2.phaseCorrelate(grey[0], grey[t])
     np.testing.assert_allclose([dx, dy], moving_camera_video.camera[t], atol=0.5)
@@ -143,7 +146,8 @@ def test_same_seed_gives_the_same_video() -> None:
 
 
 def test_amplitude_that_leaves_the_cell_is_rejected() -> None:
-    with pytest.raises(ValueError, match="amplitude_px=20.0 would let a 24 px object leave its 48 px cell"):
+    message = "amplitude_px=20.0 would let a 24 px object leave its 48 px cell"
+    with pytest.raises(ValueError, match=message):
         make_twin_video(grid=2, frames=10, cell=48, amplitude_px=20.0)
 
 
@@ -175,7 +179,9 @@ def test_unsupported_video_suffix_is_rejected(video: SyntheticVideo, tmp_path: P
         write_video(video.frames[:2], tmp_path / "twins.gif")
 
 
-def test_frame_folder_holds_lossless_pngs_sorted_in_frame_order(video: SyntheticVideo, tmp_path: Path) -> None:
+def test_frame_folder_holds_lossless_pngs_sorted_in_frame_order(
+    video: SyntheticVideo, tmp_path: Path
+) -> None:
     paths = write_frame_folder(video.frames[:12], tmp_path / "frames")
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert names == [p.name for p in paths]
