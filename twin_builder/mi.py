@@ -119,6 +119,7 @@ def motion_entropy_mask(samples: np.ndarray, k: int = 3, min_std: float = 0.15) 
     A patch is rejected when its motion is near-static (the root of the summed per-coordinate
     variances of its samples is below ``min_std``) or when it has fewer than ``k + 1`` distinct
     samples (quantised or frozen tracks, on which k-NN distances collapse to the jitter scale).
+    Patches with a non-finite sample (e.g. a lost track marked NaN) are rejected too.
 
     Args:
         samples: (P, N, d) motion samples, e.g. per-frame displacements in px/frame.
@@ -136,9 +137,10 @@ def motion_entropy_mask(samples: np.ndarray, k: int = 3, min_std: float = 0.15) 
         raise ValueError(f"samples must be (P, N, d); got {samples.shape}")
     if min_std < 0:
         raise ValueError(f"min_std must be >= 0; got {min_std}")
+    finite = np.isfinite(samples).all(axis=(1, 2))
     moving = np.sqrt(samples.var(axis=1).sum(axis=-1)) >= min_std
     distinct = np.array([len(np.unique(patch, axis=0)) for patch in samples], dtype=np.int64)
-    return moving & (distinct >= k + 1)
+    return finite & moving & (distinct >= k + 1)
 
 
 def _check_estimator(estimator: str) -> None:

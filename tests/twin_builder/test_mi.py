@@ -264,6 +264,12 @@ def test_entropy_mask_rejects_patches_with_too_few_distinct_samples() -> None:
     np.testing.assert_array_equal(motion_entropy_mask(samples, k=2), [True, True])
 
 
+def test_entropy_mask_rejects_patches_with_non_finite_samples() -> None:
+    samples = np.random.default_rng(0).normal(scale=1.0, size=(2, 50, 2))
+    samples[1, 10, 0] = np.nan
+    np.testing.assert_array_equal(motion_entropy_mask(samples), [True, False])
+
+
 def test_matrix_rejects_samples_that_are_not_three_dimensional() -> None:
     with pytest.raises(ValueError, match=r"samples must be \(P, N, d\).*\(50, 2\)"):
         mutual_information_matrix(np.zeros((50, 2)))
