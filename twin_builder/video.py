@@ -150,7 +150,10 @@ def frame_files(folder: Path) -> list[Path]:
 
 
 def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
-    """Expands the command-line inputs into video sources, sorted by video id, duplicates removed.
+    """Expands the command-line inputs into video sources, sorted by video id.
+
+    Inputs with the same content (the same file given twice, or copies under other names) are
+    built once, under the first video id in sorted order.
 
     Args:
         inputs: video files, folders of videos (searched recursively) and folders of frames.
@@ -161,7 +164,7 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
     Raises:
         InputDiscoveryError: an input does not exist, or a folder holds neither frames nor videos.
     """
-    sources: dict[str, VideoSource] = {}
+    sources: list[VideoSource] = []
     for given in inputs:
         if not given.exists():
             raise InputDiscoveryError(f"{given}: no such file or folder")
@@ -176,10 +179,11 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
             candidates += sorted(p for p in given.rglob("*") if p.is_dir() and frame_files(p))
             if not candidates:
                 raise InputDiscoveryError(f"{given}: folder holds no frames and no video files")
-        for path in candidates:
-            source = describe_source(path)
-            sources.setdefault(source.video_id, source)
-    return [sources[key] for key in sorted(sources)]
+        sources += [describe_source(path) for path in candidates]
+    by_content: dict[str, VideoSource] = {}
+    for source in sorted(sources, key=lambda s: s.video_id):
+        by_content.setdefault(source.sha256, source)
+    return sorted(by_content.values(), key=lambda s: s.video_id)
 
 
 def _downscale(frame: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
