@@ -1,7 +1,8 @@
 """All-pairs KSG mutual information: ``twin_builder.mi`` against a per-pair loop of npeet-plus.
 
-Run: ``python benchmarks/mi_all_pairs.py`` (under 10 s on one core). Times are the best of several
-runs; the machine's other load makes single runs vary by tens of percent.
+Run: ``python benchmarks/mi_all_pairs.py`` (10-20 s). Times are the best of three interleaved
+rounds. Background load slows the vectorised code (memory-bound) more than the reference's loop
+(interpreter-bound), so measure on a quiet machine: on a busy one the ratio can halve.
 
 Both sides get identical inputs: P = 64 patches of N = 120 smooth-ish 2-D motion samples (some
 patches share a latent, like twins), standardised per coordinate and jittered once here. The
@@ -14,6 +15,7 @@ the two MI matrices must agree to rounding error. 3KL is timed too, against our 
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 from npeet_plus import mi as npeet_mi
@@ -39,14 +41,18 @@ def prepare(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return standard + 1e-10 * rng.standard_normal(samples.shape)
 
 
-def best_time(function, repeats: int) -> tuple[float, np.ndarray]:
-    """The fastest of ``repeats`` wall-clock runs of ``function()``, and its result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+def best_times(functions: dict[str, Callable[[], np.ndarray]], rounds: int) -> dict[str, float]:
+    """The fastest wall-clock time of each function over ``rounds`` interleaved rounds.
+
+    Interleaving gives every function the same share of the machine's varying background load.
+    """
+    best = {name: np.inf for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def reference_matrix(samples: np.ndarray) -> np.ndarray:
@@ -65,16 +71,16 @@ def main() -> None:
     pairs = PATCHES * (PATCHES - 1) // 2
     print(f"inputs: P={PATCHES} patches, N={SAMPLES} samples, d={DIMS}, k={K}, {pairs} pairs")
 
-    ours_time, ours = best_time(
-        lambda: mutual_information_matrix(samples, "ksg", k=K, theiler=0, jitter=0.0), repeats=5
-    )
-    reference_time, reference = best_time(lambda: reference_matrix(samples), repeats=2)
-    kl_time, _ = best_time(
-        lambda: mutual_information_matrix(samples, "3kl", k=K, theiler=0, jitter=0.0), repeats=5
-    )
-    theiler_time, _ = best_time(
-        lambda: mutual_information_matrix(samples, "ksg", k=K, theiler=3), repeats=5
-    )
+    runs = {
+        "ksg": lambda: mutual_information_matrix(samples, "ksg", k=K, theiler=0, jitter=0.0),
+        "npeet": lambda: reference_matrix(samples),
+        "3kl": lambda: mutual_information_matrix(samples, "3kl", k=K, theiler=0, jitter=0.0),
+        "ksg_theiler": lambda: mutual_information_matrix(samples, "ksg", k=K, theiler=3),
+    }
+    ours, reference = runs["ksg"](), runs["npeet"]()
+    times = best_times(runs, rounds=3)
+    ours_time, reference_time = times["ksg"], times["npeet"]
+    kl_time, theiler_time = times["3kl"], times["ksg_theiler"]
 
     off_diagonal = ~np.eye(PATCHES, dtype=bool)
     max_diff = np.abs(ours - reference)[off_diagonal].max()
