@@ -87,6 +87,8 @@ def make_twin_video(
     """
     if grid < 2 or frames < 2 or cell < 16:
         raise ValueError(f"need grid >= 2, frames >= 2, cell >= 16; got {grid}, {frames}, {cell}")
+    if not 0.0 <= static_fraction <= 1.0:
+        raise ValueError(f"static_fraction must be in [0, 1]; got {static_fraction}")
     size = cell // 2
     amplitude = cell / 6 if amplitude_px is None else float(amplitude_px)
     if not 0 <= amplitude <= (cell - size) / 2 - 1:

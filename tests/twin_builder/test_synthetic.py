@@ -151,6 +151,16 @@ def test_amplitude_that_leaves_the_cell_is_rejected() -> None:
         make_twin_video(grid=2, frames=10, cell=48, amplitude_px=20.0)
 
 
+def test_static_fraction_outside_zero_one_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"static_fraction must be in \[0, 1\]; got 1.5"):
+        make_twin_video(grid=2, frames=10, cell=32, static_fraction=1.5)
+
+
+def test_all_cells_static_gives_no_twins() -> None:
+    video = make_twin_video(grid=2, frames=10, cell=32, static_fraction=1.0)
+    assert not video.moving.any() and video.twin_of == {}
+
+
 def test_written_avi_reads_back_with_every_frame(video: SyntheticVideo, tmp_path: Path) -> None:
     path = write_video(video.frames[:30], tmp_path / "twins.avi")
     capture = cv2.VideoCapture(str(path))
