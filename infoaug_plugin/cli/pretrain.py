@@ -209,7 +209,7 @@ class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else Light
             device_id=self.trainer.local_rank,
             shard_id=self.trainer.global_rank,
             num_shards=self.trainer.world_size,
-            num_threads=self.num_workers,
+            num_threads=max(1, self.num_workers),  # DALI needs a thread; data.num_workers may be 0
             no_labels=self.no_labels,
             encode_indexes_into_labels=self.encode_indexes_into_labels,
             data_fraction=self.data_fraction,

@@ -29,10 +29,8 @@ GEOMETRIC_ONLY = {
 
 
 @pytest.fixture(scope="module")
-def id_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import write_twin_store
-
-    return write_twin_store(tmp_path_factory.mktemp("twins") / "store", n_pairs=N_PAIRS, size=32, encode_ids=True)
+def id_store(tmp_path_factory: pytest.TempPathFactory, make_twin_store) -> Path:
+    return make_twin_store(tmp_path_factory.mktemp("twins") / "store", n_pairs=N_PAIRS, size=32, encode_ids=True)
 
 
 def _cfg(store: Path, loader: str, selection: str = "store") -> OmegaConf:

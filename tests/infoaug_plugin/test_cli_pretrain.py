@@ -1,0 +1,195 @@
+"""``infoaug-pretrain`` and ``infoaug-linear`` end to end on CPU, and stores refused before training.
+
+The runs use the shipped ``solo_configs/*/custom`` YAMLs on a tiny image folder (5 classes,
+32x32) with solo-learn's CPU overrides, tiny heads and two steps per epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from infoaug_plugin.cli.pretrain import pretrain
+from infoaug_plugin.data import TwinStoreError
+from twin_builder.store_format import MANIFEST_NAME, PAIRS_NAME
+
+CONFIGS = Path(__file__).resolve().parents[2] / "solo_configs"
+BIN = Path(sys.executable).parent
+CPU = [
+    "accelerator=cpu",
+    'devices="1"',
+    "strategy=auto",
+    "precision=32",
+    "sync_batchnorm=False",
+    "data.num_workers=0",
+    "optimizer.batch_size=4",
+    "++limit_train_batches=2",
+    "++limit_val_batches=1",
+    "++log_every_n_steps=1",
+]
+TINY_TWINS = ["infoaug.batch_size=4", "infoaug.num_workers=0", "infoaug.image_size=32"]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``train/`` and ``val/`` with 5 classes of 6 random 32x32 PNG images each."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for label in range(5):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for index in range(6):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, make_twin_store) -> Path:
+    return make_twin_store(tmp_path_factory.mktemp("twins") / "store", n_pairs=16, size=32)
+
+
+def _run(command: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / command), *args], cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+
+
+def _pretrain_args(method: str, image_folder: Path, store: Path, crops: int) -> list[str]:
+    return [
+        "--config-path",
+        str(CONFIGS / "pretrain" / "custom"),
+        "--config-name",
+        f"infoaug_{method}.yaml",
+        f"data.train_path={image_folder / 'train'}",
+        f"data.val_path={image_folder / 'val'}",
+        f"infoaug.twins={store}",
+        "max_epochs=2",
+        *[f"augmentations.{i}.crop_size=32" for i in range(crops)],
+        *CPU,
+        *TINY_TWINS,
+    ]
+
+
+def _logged_mi_losses(workdir: Path) -> list[float]:
+    (metrics,) = workdir.glob("lightning_logs/version_*/metrics.csv")
+    with metrics.open() as handle:
+        return [float(row["train_mi_loss_step"]) for row in csv.DictReader(handle) if row.get("train_mi_loss_step")]
+
+
+def test_pretrain_with_torch_twins_then_linear_evaluation_of_its_checkpoint(
+    tmp_path: Path, image_folder: Path, store: Path
+) -> None:
+    pretrained = _run(
+        "infoaug-pretrain",
+        tmp_path,
+        *_pretrain_args("simclr", image_folder, store, crops=1),
+        "infoaug.loader=torch",
+        "method_kwargs.proj_hidden_dim=32",
+        "method_kwargs.proj_output_dim=16",
+    )
+    assert pretrained.returncode == 0, pretrained.stderr[-3000:]
+    losses = _logged_mi_losses(tmp_path)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    (checkpoint,) = tmp_path.glob("trained_models/infoaug_simclr/*/*-ep=1.ckpt")
+    assert json.loads((checkpoint.parent / "args.json").read_text())["infoaug"]["loader"] == "torch"
+
+    evaluated = _run(
+        "infoaug-linear",
+        tmp_path,
+        "--config-path",
+        str(CONFIGS / "linear" / "custom"),
+        "--config-name",
+        "infoaug_simclr.yaml",
+        f"data.train_path={image_folder / 'train'}",
+        f"data.val_path={image_folder / 'val'}",
+        f'pretrained_feature_extractor="{checkpoint}"',
+        "max_epochs=1",
+        *CPU,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert list(tmp_path.glob("trained_models/linear/*/*-ep=0.ckpt"))
+
+
+def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(tmp_path: Path, image_folder: Path, store: Path) -> None:
+    pretrained = _run(
+        "infoaug-pretrain",
+        tmp_path,
+        *_pretrain_args("byol", image_folder, store, crops=2),
+        "data.format=dali",
+        "dali.device=cpu",
+        "infoaug.loader=dali",
+        "infoaug.dali_device=cpu",
+        "method_kwargs.proj_hidden_dim=32",
+        "method_kwargs.proj_output_dim=16",
+        "method_kwargs.pred_hidden_dim=32",
+    )
+    assert pretrained.returncode == 0, pretrained.stderr[-3000:]
+    losses = _logged_mi_losses(tmp_path)
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    assert list(tmp_path.glob("trained_models/infoaug_byol/*/*-ep=1.ckpt"))
+
+
+def test_command_line_refuses_a_bad_store_before_training(tmp_path: Path, image_folder: Path, store: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / PAIRS_NAME).write_text((store / PAIRS_NAME).read_text())
+    refused = _run("infoaug-pretrain", tmp_path, *_pretrain_args("simclr", image_folder, broken, crops=1))
+    assert refused.returncode != 0
+    assert f"twins store {broken}: manifest.json is missing" in refused.stderr
+    assert not (tmp_path / "trained_models").exists() and not (tmp_path / "lightning_logs").exists()
+
+
+def _break_store(store: Path, target: Path, problem: str) -> Path:
+    """Copies ``store`` to ``target`` with one defect."""
+    import shutil
+
+    shutil.copytree(store, target)
+    manifest = json.loads((target / MANIFEST_NAME).read_text())
+    rows = list(csv.DictReader((target / PAIRS_NAME).open(newline="")))
+    if problem == "missing file":
+        (target / rows[0]["anchor_file"]).unlink()
+    elif problem == "wrong columns":
+        text = (target / PAIRS_NAME).read_text()
+        (target / PAIRS_NAME).write_text(text.replace("twin_file", "twin_path", 1))
+    elif problem == "empty":
+        (target / PAIRS_NAME).write_text((target / PAIRS_NAME).read_text().splitlines()[0] + "\n")
+        manifest["counts"]["pairs"] = 0
+    elif problem == "wrong version":
+        manifest["format_version"] = 2
+    elif problem == "incomplete manifest":
+        del manifest["videos"]
+    (target / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("missing file", "patch file(s) referenced by pairs.csv do not exist"),
+        ("wrong columns", "pairs.csv is missing column 'twin_file'"),
+        ("empty", "pairs.csv has 0 pairs"),
+        ("wrong version", "manifest.json has format_version 2"),
+        ("incomplete manifest", "manifest.json is missing key 'videos'"),
+    ],
+)
+def test_bad_store_is_refused_before_the_model_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_folder: Path, store: Path, problem: str, message: str
+) -> None:
+    broken = _break_store(store, tmp_path / "broken", problem)
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(CONFIGS / "pretrain" / "custom"), version_base="1.2"):
+        cfg = compose("infoaug_simclr.yaml", overrides=_pretrain_args("simclr", image_folder, broken, crops=1)[4:])
+    with pytest.raises(TwinStoreError) as refusal:
+        pretrain(cfg)
+    assert str(refusal.value).startswith(f"twins store {broken}: ")
+    assert message in str(refusal.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken"]
