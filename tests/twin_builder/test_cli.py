@@ -1,0 +1,117 @@
+"""The ``twin-builder`` command line: build (with bad inputs), inspect, show, merge, exit codes."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import pytest
+
+from twin_builder.cli import main
+from twin_builder.store import read_manifest
+from twin_builder.store_format import read_pairs_csv
+
+FAST = ["--grid", "4", "--window", "24", "--max-side", "0", "--crop-size", "16", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory, sample_video, bad_videos):
+    """A store built by the CLI from a real sample video plus every bad input, with its stderr."""
+    inputs = tmp_path_factory.mktemp("inputs")
+    shutil.copy(sample_video("carphone_pristine.mp4"), inputs / "carphone.mp4")
+    for path in bad_videos.values():
+        (inputs / path.name).symlink_to(path)
+    store = tmp_path_factory.mktemp("stores") / "sample"
+    status = main(["build", str(inputs), "--out", str(store), "--grid", "6", "--window", "40", "--max-side", "160", "--quiet"])
+    return store, status
+
+
+def test_build_processes_the_good_video_and_reports_every_bad_one(sample_store, bad_videos):
+    store, status = sample_store
+    assert status == 0
+    manifest = read_manifest(store)
+    by_name = {record["name"]: record for record in manifest["videos"]}
+    assert by_name["carphone.mp4"]["status"] == "built" and by_name["carphone.mp4"]["pairs"] > 0
+    for reason, path in bad_videos.items():
+        assert by_name[path.name]["status"] == "skipped"
+        assert by_name[path.name]["skip_reason"] == reason
+    assert manifest["counts"]["videos_skipped"] == len(bad_videos)
+
+
+def test_skipped_videos_are_named_with_their_reason_on_stderr(tmp_path, fast_clip, bad_videos, capsys):
+    status = main(["build", str(fast_clip), str(bad_videos["static"]), str(bad_videos["corrupt"]), "--out", str(tmp_path / "s"), *FAST])
+    assert status == 0
+    error = capsys.readouterr().err
+    assert "skipped static.avi: static" in error
+    assert "skipped corrupt.mp4: corrupt" in error
+
+
+def test_every_file_of_a_real_sample_store_exists_and_decodes(sample_store):
+    store, _ = sample_store
+    rows = read_pairs_csv(store / "pairs.csv")
+    assert rows
+    for row in rows:
+        for column in ("anchor_file", "twin_file"):
+            image = cv2.imread(str(store / row[column]))
+            assert image is not None and image.shape == (64, 64, 3)
+        x0, y0, x1, y1 = map(int, row["anchor_box"].split())
+        assert 0 <= x0 < x1 <= 176 and 0 <= y0 < y1 <= 144  # original carphone pixels
+
+
+def test_inspect_prints_counts_histogram_and_videos(sample_store, bad_videos, capsys):
+    store, _ = sample_store
+    assert main(["inspect", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert f"videos: {len(bad_videos) + 1} (1 built, {len(bad_videos)} skipped)" in text
+    assert "valid:" in text and "MI of the selected twins" in text and "#" in text
+    assert "carphone.mp4" in text and "skipped: static" in text
+
+
+def test_show_writes_a_png_of_twins_and_the_mi_matrix(sample_store, tmp_path, capsys):
+    store, _ = sample_store
+    out = tmp_path / "twins.png"
+    assert main(["show", str(store), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = cv2.imread(str(out))
+    assert image.shape[0] > 400 and image.shape[1] > 800
+    assert image.std() > 20  # drawn, not blank
+
+
+def test_a_frame_folder_builds_and_merge_combines_stores(tmp_path, frame_folder, fast_clip, capsys):
+    assert main(["build", str(frame_folder), "--out", str(tmp_path / "a"), *FAST]) == 0
+    assert main(["build", str(fast_clip), "--out", str(tmp_path / "b"), *FAST]) == 0
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    merged = read_manifest(tmp_path / "ab")
+    assert merged["counts"]["videos_built"] == 2
+    assert merged["counts"]["pairs"] == sum(read_manifest(tmp_path / s)["counts"]["pairs"] for s in "ab")
+
+
+def test_nothing_built_exits_1_and_leaves_no_manifest(tmp_path, bad_videos, capsys):
+    status = main(["build", str(bad_videos["static"]), str(bad_videos["all_black"]), "--out", str(tmp_path / "s"), *FAST])
+    assert status == 1
+    assert "nothing could be built" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["build", "x.mp4"], "--out"),
+        (["build", "x.mp4", "--out", "s", "--shard", "2/2"], "expected i/n"),
+        (["build", "x.mp4", "--out", "s", "--grid", "1"], "grid must be >= 2"),
+        (["build", "x.mp4", "--out", "s", "--estimator", "gauss"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(arguments, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(arguments)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_input_or_store_exits_1_naming_it(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "gone.mp4"), "--out", str(tmp_path / "s")]) == 1
+    assert "gone.mp4: no such file" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path)]) == 1
+    assert "no manifest.json" in capsys.readouterr().err
