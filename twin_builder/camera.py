@@ -11,6 +11,7 @@ chaining of transforms, so no drift accumulates.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -94,7 +95,7 @@ def detect_background_corners(gray: np.ndarray, max_corners: int = BACKGROUND_CO
 
 
 def estimate_camera_motion(
-    grays: np.ndarray,
+    grays: Sequence[np.ndarray],
     model: CameraModel,
     tracker: LucasKanade = BACKGROUND_TRACKER,
     redetect_every: int = REDETECT_EVERY,
@@ -102,7 +103,7 @@ def estimate_camera_motion(
     """Estimates the camera's motion between every pair of consecutive frames.
 
     Args:
-        grays: (T, H, W) uint8 grey frames of one shot (or window).
+        grays: T (H, W) uint8 grey frames of one shot (or window).
         model: the motion model; ``none`` gives identities without tracking anything.
         tracker: the Lucas-Kanade settings for the background corners (forward only).
         redetect_every: frames after which the background corners are detected afresh (also

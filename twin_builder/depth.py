@@ -8,6 +8,7 @@ is any callable ``frame -> depth`` (:class:`DepthProvider`); on the command line
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -50,12 +51,12 @@ def load_depth_provider(spec: str) -> DepthProvider:
     return provider
 
 
-def depth_displacements(provider: DepthProvider, frames: np.ndarray, positions: np.ndarray) -> np.ndarray:
+def depth_displacements(provider: DepthProvider, frames: Sequence[np.ndarray], positions: np.ndarray) -> np.ndarray:
     """Per-frame depth change of tracked points: dz_t = z_t(p_t) - z_{t-1}(p_{t-1}).
 
     Args:
         provider: the depth provider.
-        frames: (T, H, W, 3) uint8 RGB frames of the window.
+        frames: T (H, W, 3) uint8 BGR frames of the window (the provider gets them as RGB).
         positions: (T, ..., 2) float (x, y) tracked positions in those frames.
 
     Returns:
@@ -63,7 +64,7 @@ def depth_displacements(provider: DepthProvider, frames: np.ndarray, positions: 
     """
     depth_at_points = np.empty(positions.shape[:-1])
     for t, frame in enumerate(frames):
-        depth = np.asarray(provider(frame), dtype=np.float32)
+        depth = np.asarray(provider(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), dtype=np.float32)
         flat = positions[t].reshape(1, -1, 2).astype(np.float32)
         sampled = cv2.remap(depth, flat[..., 0], flat[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         depth_at_points[t] = sampled.reshape(positions.shape[1:-1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -142,7 +143,7 @@ class VideoOutput:
 
     Attributes:
         rows: pairs.csv rows (``ALL_COLUMNS`` keys), in window, frame, anchor order.
-        patches: patch images, relative store path -> (crop_size, crop_size, 3) uint8 RGB.
+        patches: patch images, relative store path -> (crop_size, crop_size, 3) uint8 BGR.
         windows: per-window analysis.
         thumbnails: (W, h, w, 3) uint8 RGB first frame of every window, longest side THUMBNAIL_SIDE.
         scale: processed pixels per original pixel.
@@ -216,14 +217,14 @@ def crop_box(centre: np.ndarray, patch_size: int, width: int, height: int) -> tu
 
 
 def motion_samples(
-    positions: np.ndarray, transforms: np.ndarray, frames: np.ndarray, depth: DepthProvider | None
+    positions: np.ndarray, transforms: np.ndarray, frames: Sequence[np.ndarray], depth: DepthProvider | None
 ) -> np.ndarray:
     """Per-patch motion samples: camera-compensated displacement (and depth change) per frame.
 
     Args:
         positions: (T, P, m, 2) tracked positions in processed pixels.
         transforms: (T-1, 3, 3) camera transforms of the window.
-        frames: (T, H, W, 3) RGB frames (read only with a depth provider).
+        frames: T (H, W, 3) uint8 BGR frames (read only with a depth provider).
         depth: optional depth provider.
 
     Returns:
@@ -237,9 +238,11 @@ def motion_samples(
 
 
 def _thumbnail(frame: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB copy of a BGR frame, longest side at most THUMBNAIL_SIDE."""
     height, width = frame.shape[:2]
     scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
-    return cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
 def analyse_window(
@@ -297,7 +300,7 @@ def process_video(source: VideoSource, params: BuildParams, depth: DepthProvider
     shots = detect_shots(video.grays, params.cut_threshold)
     starts = window_starts(shots, params.window, params.window_stride)
     check_content(source, video, params.window, starts)
-    height, width = video.grays.shape[1:]
+    width, height = video.size
     patch_size = params.patch_size or min(height, width) // params.grid
     output = VideoOutput(scale=video.scale, processed_size=(width, height))
     camera = CameraModel(params.camera)
@@ -333,7 +336,7 @@ def _add_pairs(
 
     ``tracked_centres`` is (T, P, 2): each patch's mean tracked point per frame of the window.
     """
-    height, width = video.grays.shape[1:]
+    width, height = video.size
     grid = params.grid
     anchors = np.flatnonzero(analysis.twins >= 0)
     for offset in offsets:
@@ -344,7 +347,7 @@ def _add_pairs(
             box = crop_box(tracked_centres[offset, patch], patch_size, width, height)
             x0, y0, x1, y1 = box
             crop = cv2.resize(
-                video.frames[frame, y0:y1, x0:x1], (params.crop_size, params.crop_size), interpolation=cv2.INTER_AREA
+                video.frames[frame][y0:y1, x0:x1], (params.crop_size, params.crop_size), interpolation=cv2.INTER_AREA
             )
             relative = f"{PATCHES_DIR}/{video_id}/w{analysis.start:06d}_f{frame:06d}_r{row}c{col}.png"
             output.patches[relative] = crop

@@ -130,8 +130,7 @@ class TwinStoreWriter:
         staged_video.mkdir(parents=True)
         for relative, image in output.patches.items():
             name = Path(relative).name
-            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-            if not cv2.imwrite(str(staged_patches / name), bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
+            if not cv2.imwrite(str(staged_patches / name), image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
                 raise StoreError(f"{staged_patches / name}: PNG could not be written")
         write_pairs_csv(staged_video / PAIRS_NAME, output.rows)
         _write_analysis(staged_video / ANALYSIS_NAME, output)

@@ -8,6 +8,7 @@ forward-backward; a patch whose point is lost in any frame of the window is inva
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -145,11 +146,11 @@ def seed_grid_points(gray: np.ndarray, grid: int, points_per_cell: int = 1) -> G
     return GridSeeds(points, textured, boxes)
 
 
-def track_window(grays: np.ndarray, seeds: GridSeeds, tracker: LucasKanade) -> tuple[np.ndarray, np.ndarray]:
+def track_window(grays: Sequence[np.ndarray], seeds: GridSeeds, tracker: LucasKanade) -> tuple[np.ndarray, np.ndarray]:
     """Tracks the seeds of every patch through the frames of one window.
 
     Args:
-        grays: (T, H, W) uint8 grey frames of the window; the seeds lie in ``grays[0]``.
+        grays: T (H, W) uint8 grey frames of the window; the seeds lie in ``grays[0]``.
         seeds: the patch seeds, (P, m, 2) points.
         tracker: the Lucas-Kanade settings.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,17 +99,26 @@ class VideoSource:
 class DecodedVideo:
     """A whole video decoded once.
 
+    Frames are kept as lists of per-frame arrays, as decoded: stacking a long video into one
+    array would copy all of it once more.
+
     Attributes:
-        frames: (T, H, W, 3) uint8 RGB frames, downscaled so that max(H, W) <= max_side.
-        grays: (T, H, W) uint8 grey frames of ``frames``.
+        frames: T (H, W, 3) uint8 BGR frames, downscaled so that max(H, W) <= max_side.
+        grays: T (H, W) uint8 grey frames of ``frames``.
         scale: processed pixels per original pixel (<= 1).
         original_size: (width, height) of the original frames in pixels.
     """
 
-    frames: np.ndarray
-    grays: np.ndarray
+    frames: list[np.ndarray]
+    grays: list[np.ndarray]
     scale: float
     original_size: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the processed frames in pixels."""
+        height, width = self.grays[0].shape
+        return width, height
 
 
 def _hash_files(paths: list[Path], with_names: bool) -> tuple[str, int]:
@@ -247,20 +257,19 @@ def decode_video(source: VideoSource, max_side: int | None) -> DecodedVideo:
                 source.path, SkipReason.CORRUPT, f"frame {len(frames)} is {size}, the first is {original_size}"
             )
         small, scale = _downscale(bgr, max_side)
-        frames.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        frames.append(small)
     if original_size is None:
         reason = SkipReason.EMPTY if source.is_frame_folder else SkipReason.CORRUPT
         raise VideoInputError(source.path, reason, "no frame could be decoded")
-    rgb = np.stack(frames)
-    grays = np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
-    return DecodedVideo(rgb, grays, scale, original_size)
+    grays = [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames]
+    return DecodedVideo(frames, grays, scale, original_size)
 
 
-def frame_differences(grays: np.ndarray) -> np.ndarray:
+def frame_differences(grays: Sequence[np.ndarray]) -> np.ndarray:
     """Mean absolute grey-level difference between consecutive frames.
 
     Args:
-        grays: (T, H, W) uint8 frames.
+        grays: T (H, W) uint8 frames.
 
     Returns:
         (T-1,) float64, in grey levels (0-255).
@@ -268,12 +277,12 @@ def frame_differences(grays: np.ndarray) -> np.ndarray:
     return np.array([cv2.absdiff(grays[t], grays[t - 1]).mean() for t in range(1, len(grays))])
 
 
-def detect_shots(grays: np.ndarray, cut_threshold: float = DEFAULT_CUT_THRESHOLD) -> list[tuple[int, int]]:
+def detect_shots(grays: Sequence[np.ndarray], cut_threshold: float = DEFAULT_CUT_THRESHOLD) -> list[tuple[int, int]]:
     """Splits a video into shots at cuts: frame t starts a new shot when the mean absolute
     grey-level difference to frame t-1 exceeds ``cut_threshold``.
 
     Args:
-        grays: (T, H, W) uint8 frames.
+        grays: T (H, W) uint8 frames.
         cut_threshold: cut threshold in grey levels (0-255).
 
     Returns:
@@ -313,7 +322,7 @@ def check_content(source: VideoSource, video: DecodedVideo, window: int, starts:
     grays = video.grays
     if len(grays) == 1:
         raise VideoInputError(source.path, SkipReason.ONE_FRAME, "a single frame has no motion")
-    if np.percentile(grays[:: max(1, len(grays) // 32)], 99) <= BLACK_LEVEL:
+    if np.percentile(np.stack(grays[:: max(1, len(grays) // 32)]), 99) <= BLACK_LEVEL:
         raise VideoInputError(source.path, SkipReason.ALL_BLACK, f"99% of pixels are <= {BLACK_LEVEL} grey levels")
     moving = (
         np.count_nonzero(cv2.absdiff(grays[t], grays[t - 1]) > STATIC_PIXEL_CHANGE)

@@ -21,16 +21,16 @@ from twin_builder.video import (
 )
 
 
-def test_a_video_file_decodes_to_rgb_and_grey_frames(fast_clip):
+def test_a_video_file_decodes_to_colour_and_grey_frames(fast_clip):
     video = decode_video(describe_source(fast_clip), max_side=None)
-    assert video.frames.shape == (48, 96, 96, 3)
-    assert video.grays.shape == (48, 96, 96)
-    assert video.scale == 1.0 and video.original_size == (96, 96)
+    assert len(video.frames) == len(video.grays) == 48
+    assert video.frames[0].shape == (96, 96, 3) and video.grays[0].shape == (96, 96)
+    assert video.scale == 1.0 and video.original_size == video.size == (96, 96)
 
 
 def test_downscaling_bounds_the_longest_side(sample_video):
     video = decode_video(describe_source(sample_video("carphone_pristine.mp4")), max_side=88)
-    assert video.frames.shape[1:3] == (72, 88)
+    assert video.frames[0].shape[:2] == (72, 88) and video.size == (88, 72)
     assert video.original_size == (176, 144)
     assert video.scale == pytest.approx(0.5)
 
@@ -41,8 +41,8 @@ def test_a_frame_folder_decodes_its_images_in_name_order(frame_folder):
     video = decode_video(source, max_side=None)
     expected = make_twin_video(seed=3, grid=4, frames=48, cell=24).frames
     assert len(video.frames) == 48
-    # PNG is lossless: frame order and content survive (RGB in memory, BGR written).
-    np.testing.assert_array_equal(video.frames[5], expected[5][..., ::-1])
+    # PNG is lossless: frame order and content survive.
+    np.testing.assert_array_equal(video.frames[5], expected[5])
 
 
 def test_discovery_finds_videos_and_frame_folders_inside_folders(tmp_path, fast_clip, frame_folder):
@@ -122,4 +122,4 @@ def test_a_good_clip_passes_the_content_checks(fast_clip):
 def test_an_mp4_written_by_opencv_decodes(tmp_path):
     frames = make_twin_video(seed=7, grid=4, frames=12, cell=24).frames
     video = decode_video(describe_source(write_video(frames, tmp_path / "clip.mp4")), max_side=None)
-    assert video.frames.shape == (12, 96, 96, 3)
+    assert len(video.frames) == 12 and video.frames[0].shape == (96, 96, 3)
