@@ -36,12 +36,34 @@ def choose_windows(analysis: dict[str, np.ndarray], count: int) -> list[int]:
     return sorted(best)
 
 
+def _draw_mi_matrix(figure, axis, mi: np.ndarray, valid: np.ndarray, twins: np.ndarray, grid: int, estimator: str) -> None:
+    """Heatmap of the MI between the valid patches, each row's selected twin ringed in white."""
+    kept = np.flatnonzero(valid)
+    if len(kept) < 2:
+        axis.text(0.5, 0.5, "fewer than 2 valid patches: no MI", ha="center", va="center")
+        axis.axis("off")
+        return
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    image = axis.imshow(np.ma.masked_invalid(mi[np.ix_(kept, kept)]), cmap=colours, interpolation="nearest")
+    position = {patch: index for index, patch in enumerate(kept)}
+    for row, anchor in enumerate(kept):
+        if twins[anchor] >= 0:
+            axis.scatter(position[twins[anchor]], row, s=30, facecolors="none", edgecolors="white", linewidths=1.2)
+    labels = [f"r{patch // grid}c{patch % grid}" for patch in kept]
+    step = max(1, len(kept) // 24)
+    ticks = np.arange(0, len(kept), step)
+    axis.set_xticks(ticks, [labels[t] for t in ticks], fontsize=7, rotation=90)
+    axis.set_yticks(ticks, [labels[t] for t in ticks], fontsize=7)
+    axis.set_title(f"MI between the {len(kept)} valid patches ({estimator}, nats)\nwhite ring: the row's twin", fontsize=10)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="MI (nats)")
+
+
 def render_store(store: Path, out: Path, video_id: str | None = None, windows: int = 2, max_links: int = 12) -> Path:
     """Draws a store's twins and MI matrices into a PNG.
 
     One row per window: its first frame with every patch centre (white: valid, grey: not valid)
     and up to ``max_links`` twin pairs as boxes of one colour joined by a line, labelled with the
-    MI in nats; beside it, the window's MI matrix (grey where a patch is not valid).
+    MI in nats; beside it, the window's MI matrix between its valid patches.
 
     Args:
         store: a complete twin store.
@@ -69,7 +91,7 @@ def render_store(store: Path, out: Path, video_id: str | None = None, windows: i
     processed_width, processed_height = analysis["processed_size"]
     patch_side = manifest["params"]["patch_size"] or min(processed_width, processed_height) // grid
     # A bare Figure renders with Agg and never touches pyplot's global state or a display.
-    figure = Figure(figsize=(13, 5.2 * len(chosen)))
+    figure = Figure(figsize=(13, 5.8 * len(chosen)), layout="constrained")
     axes = figure.subplots(len(chosen), 2, gridspec_kw={"width_ratios": [1.5, 1]}, squeeze=False)
     colours = matplotlib.colormaps["tab20"]
     for row_axes, window in zip(axes, chosen):
@@ -99,15 +121,12 @@ def render_store(store: Path, out: Path, video_id: str | None = None, windows: i
             f"{int((analysis['twins'][window] >= 0).sum())} twins"
         )
         frame_axis.axis("off")
-        heatmap_colours = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
-        image = matrix_axis.imshow(np.ma.masked_invalid(mi), cmap=heatmap_colours, interpolation="nearest")
-        ticks = np.arange(0, grid * grid, grid)
-        matrix_axis.set_xticks(ticks, [f"r{t // grid}" for t in ticks], fontsize=7)
-        matrix_axis.set_yticks(ticks, [f"r{t // grid}" for t in ticks], fontsize=7)
-        matrix_axis.set_title(f"MI between patches ({manifest['params']['estimator']}, nats); grey: not valid")
-        matrix_axis.set_xlabel("patch (row-major, r = grid row)")
-        figure.colorbar(image, ax=matrix_axis, fraction=0.046, pad=0.04, label="MI (nats)")
-    figure.tight_layout()
+        _draw_mi_matrix(figure, matrix_axis, mi, valid, analysis["twins"][window], grid, manifest["params"]["estimator"])
+    figure.suptitle(
+        "boxes of one colour joined by a line: a patch and its twin (label: MI in nats); "
+        "white dots: valid patches; grey x: patches lost by tracking or without enough motion",
+        fontsize=9,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
     return out
