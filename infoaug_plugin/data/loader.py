@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol
+from typing import Iterator, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -21,7 +21,7 @@ TWIN_DATASET = "custom"
 class TwinLoader(Protocol):
     """What both loaders offer: batches ``[pair_ids, patches, twins]``, a length and epochs."""
 
-    def __iter__(self) -> Iterable[list[torch.Tensor]]: ...
+    def __iter__(self) -> Iterator[list[torch.Tensor]]: ...
 
     def __len__(self) -> int: ...
 
