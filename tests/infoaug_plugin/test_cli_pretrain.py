@@ -120,10 +120,12 @@ def test_pretrain_with_torch_twins_then_linear_evaluation_of_its_checkpoint(
 
 
 def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(tmp_path: Path, image_folder: Path, store: Path) -> None:
+    # Also keeps the YAML's GPU-style ``devices: [0]``, which the command turns into 1 on CPU.
+    args = [arg for arg in _pretrain_args("byol", image_folder, store, crops=2) if not arg.startswith("devices")]
     pretrained = _run(
         "infoaug-pretrain",
         tmp_path,
-        *_pretrain_args("byol", image_folder, store, crops=2),
+        *args,
         "data.format=dali",
         "dali.device=cpu",
         "infoaug.loader=dali",
