@@ -74,7 +74,10 @@ def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: str) -> tuple[str | 
         auto_resumer = AutoResumer(checkpoint_dir=checkpoint_dir, max_hours=cfg.auto_resume.max_hours)
         resume_from_checkpoint, wandb_run_id = auto_resumer.find_checkpoint(cfg)
         if resume_from_checkpoint is not None:
-            print("Resuming from previous checkpoint that matches specifications:", f"'{resume_from_checkpoint}'")
+            print(
+                "Resuming from previous checkpoint that matches specifications:",
+                f"'{resume_from_checkpoint}'",
+            )
         return resume_from_checkpoint, wandb_run_id
     ckpt_path = cfg.resume_from_checkpoint
     del cfg.resume_from_checkpoint
@@ -135,9 +138,9 @@ def build_trainer(cfg: DictConfig, logger: Any, callbacks: list[Callback]) -> Tr
             "logger": logger,
             "callbacks": callbacks,
             "enable_checkpointing": False,
-            "strategy": DDPStrategy(find_unused_parameters=False)
-            if cfg.strategy == "ddp"
-            else cfg.strategy or "auto",
+            "strategy": (
+                DDPStrategy(find_unused_parameters=False) if cfg.strategy == "ddp" else cfg.strategy or "auto"
+            ),
         }
     )
     return Trainer(**kwargs)

@@ -91,7 +91,9 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
             backbone expects.
     """
     if not str(ckpt_path).endswith(CHECKPOINT_SUFFIXES):
-        raise ValueError(f"pretrained_feature_extractor: {ckpt_path!r} must end with one of {CHECKPOINT_SUFFIXES}")
+        raise ValueError(
+            f"pretrained_feature_extractor: {ckpt_path!r} must end with one of {CHECKPOINT_SUFFIXES}"
+        )
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
     for key in list(state.keys()):
         if "encoder" in key:
@@ -102,7 +104,9 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
         del state[key]
     missing, _ = backbone.load_state_dict(state, strict=False)
     if len(missing) == len(backbone.state_dict()):
-        raise ValueError(f"pretrained_feature_extractor: {ckpt_path} has no weight of the {type(backbone).__name__} backbone")
+        raise ValueError(
+            f"pretrained_feature_extractor: {ckpt_path} has no weight of the {type(backbone).__name__} backbone"
+        )
     if missing:
         logging.warning(f"{ckpt_path}: backbone weights missing from the checkpoint: {missing}")
     logging.info(f"Loaded {ckpt_path}")
@@ -168,7 +172,9 @@ def linear(cfg: DictConfig) -> Trainer:
     )
     if cfg.data.format == "dali":
         if not _dali_available:
-            raise ValueError("data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'")
+            raise ValueError(
+                "data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'"
+            )
         if cfg.auto_augment:
             raise ValueError("auto_augment: not supported with data.format: dali")
         dali_datamodule = ClassificationDALIDataModule(

@@ -55,7 +55,12 @@ from solo.utils.misc import make_contiguous, omegaconf_select
 from torch.utils.data import DataLoader
 
 import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in solo's METHODS)
-from infoaug_plugin.cli.common import build_trainer, build_wandb_logger, check_knn_eval, find_resume_checkpoint
+from infoaug_plugin.cli.common import (
+    build_trainer,
+    build_wandb_logger,
+    check_knn_eval,
+    find_resume_checkpoint,
+)
 from infoaug_plugin.data import (
     PacedTwinLoader,
     TwinLoader,
@@ -97,7 +102,9 @@ def check_method(cfg: DictConfig) -> None:
     """
     available = sorted(name for name in METHODS if name.startswith("infoaug_"))
     if cfg.method not in available:
-        raise ValueError(f"method: {cfg.method!r} is not an InfoAug method; choose from {', '.join(available)}")
+        raise ValueError(
+            f"method: {cfg.method!r} is not an InfoAug method; choose from {', '.join(available)}"
+        )
     if cfg.data.num_large_crops != 2:
         raise ValueError(f"augmentations: InfoAug methods need 2 large crops, got {cfg.data.num_large_crops}")
 
@@ -118,7 +125,9 @@ def prepare_twin_store(cfg: DictConfig) -> TwinStore:
         TwinStoreError: the store is unusable (the message names the store and the problem).
     """
     if not isinstance(omegaconf_select(cfg, "infoaug"), DictConfig):
-        raise ValueError("infoaug: the config needs an 'infoaug:' node with at least 'twins' (the twin store)")
+        raise ValueError(
+            "infoaug: the config needs an 'infoaug:' node with at least 'twins' (the twin store)"
+        )
     fill_loader_defaults(
         cfg.infoaug, batch_size=cfg.optimizer.batch_size, image_size=cfg.augmentations[0].crop_size
     )
@@ -175,7 +184,9 @@ def build_train_loader(cfg: DictConfig) -> DataLoader:
         no_labels=cfg.data.no_labels,
         data_fraction=cfg.data.fraction,
     )
-    return prepare_dataloader(train_dataset, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers)
+    return prepare_dataloader(
+        train_dataset, batch_size=cfg.optimizer.batch_size, num_workers=cfg.data.num_workers
+    )
 
 
 class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else LightningDataModule):
@@ -259,7 +270,8 @@ def build_dali_datamodule(cfg: DictConfig, twin_loader_factory) -> InfoAugDALIDa
         raise ValueError("data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'")
     pipelines = [
         NCropAugmentation(
-            build_transform_pipeline_dali(cfg.data.dataset, aug_cfg, dali_device=cfg.dali.device), aug_cfg.num_crops
+            build_transform_pipeline_dali(cfg.data.dataset, aug_cfg, dali_device=cfg.dali.device),
+            aug_cfg.num_crops,
         )
         for aug_cfg in cfg.augmentations
     ]
@@ -318,7 +330,11 @@ def build_callbacks(cfg: DictConfig) -> list:
         if not _umap_available:
             raise ValueError("auto_umap.enabled: UMAP is not available; install solo-learn's [umap] extra")
         callbacks.append(
-            AutoUMAP(cfg.name, logdir=os.path.join(cfg.auto_umap.dir, cfg.method), frequency=cfg.auto_umap.frequency)
+            AutoUMAP(
+                cfg.name,
+                logdir=os.path.join(cfg.auto_umap.dir, cfg.method),
+                frequency=cfg.auto_umap.frequency,
+            )
         )
     return callbacks
 

@@ -61,7 +61,9 @@ def fill_loader_defaults(
     struct = OmegaConf.is_struct(infoaug_cfg)
     OmegaConf.set_struct(infoaug_cfg, False)
     try:
-        if OmegaConf.select(infoaug_cfg, "twins") in (None, "", "None") or OmegaConf.is_missing(infoaug_cfg, "twins"):
+        if OmegaConf.select(infoaug_cfg, "twins") in (None, "", "None") or OmegaConf.is_missing(
+            infoaug_cfg, "twins"
+        ):
             raise ValueError("infoaug.twins: the path of the twin store is required")
         defaults = {**DEFAULTS, "batch_size": batch_size or DEFAULTS["batch_size"]}
         defaults["image_size"] = image_size or DEFAULTS["image_size"]

@@ -46,7 +46,9 @@ class EncodedPairSource:
         self._epoch: int | None = None
         self._samples: list[TwinSample] = []
 
-    def __call__(self, batch_info: types.BatchInfo) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    def __call__(
+        self, batch_info: types.BatchInfo
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         epoch_offset, batch = divmod(batch_info.iteration, self.planner.num_batches)
         epoch = self.first_epoch + epoch_offset
         if epoch != self._epoch:
@@ -74,7 +76,11 @@ def twin_pipeline(source: EncodedPairSource, patch_augment, twin_augment, dali_d
         The augmented patches (NCHW float), twins (NCHW float) and pair ids (int64, shape (1,)).
     """
     anchors, twins, pair_ids = fn.external_source(
-        source=source, num_outputs=3, batch=True, batch_info=True, dtype=[types.UINT8, types.UINT8, types.INT64]
+        source=source,
+        num_outputs=3,
+        batch=True,
+        batch_info=True,
+        dtype=[types.UINT8, types.UINT8, types.INT64],
     )
     decoder_device = "mixed" if dali_device == "gpu" else "cpu"
     anchors = fn.decoders.image(anchors, device=decoder_device, output_type=types.RGB)
@@ -115,7 +121,9 @@ class DaliTwinLoader:
             ValueError: ``gpu`` without a ``device_id``.
         """
         if dali_device == "gpu" and device_id is None:
-            raise ValueError("infoaug.dali_device: gpu needs a CUDA device_id (use dali_device: cpu without a GPU)")
+            raise ValueError(
+                "infoaug.dali_device: gpu needs a CUDA device_id (use dali_device: cpu without a GPU)"
+            )
         self.planner = planner
         self.augmentations = augmentations
         self.dataset = dataset

@@ -121,7 +121,9 @@ class TwinStore:
             cells.setdefault(pair.anchor_cell, pair.anchor_file)
             cells.setdefault(pair.twin_cell, pair.twin_file)
         order = {window: position for position, window in enumerate(cells_of_window)}
-        slots = {window: {cell: i for i, cell in enumerate(cells)} for window, cells in cells_of_window.items()}
+        slots = {
+            window: {cell: i for i, cell in enumerate(cells)} for window, cells in cells_of_window.items()
+        }
         for window, cells in cells_of_window.items():
             if len(cells) < 2:
                 video, window_start, frame = window
@@ -133,7 +135,9 @@ class TwinStore:
         return WindowPatches(
             files=tuple(tuple(cells.values()) for cells in cells_of_window.values()),
             window_of_pair=np.array([order[pair.window] for pair in self.pairs], dtype=np.int64),
-            anchor_slot=np.array([slots[pair.window][pair.anchor_cell] for pair in self.pairs], dtype=np.int64),
+            anchor_slot=np.array(
+                [slots[pair.window][pair.anchor_cell] for pair in self.pairs], dtype=np.int64
+            ),
         )
 
 
@@ -166,10 +170,13 @@ def open_twin_store(path: Path | str, *, min_pairs: int = 1) -> TwinStore:
         raise TwinStoreError(root, f"{PAIRS_NAME} is missing column {_quoted(missing_columns)}")
     if len(rows) < min_pairs:
         raise TwinStoreError(
-            root, f"{PAIRS_NAME} has {len(rows)} pairs; at least {min_pairs} are needed (one twin batch per process)"
+            root,
+            f"{PAIRS_NAME} has {len(rows)} pairs; at least {min_pairs} are needed (one twin batch per process)",
         )
     _check_counts(root, manifest, len(rows))
-    pairs = tuple(_parse_pair(root, index, row, has_frame="frame" in header) for index, row in enumerate(rows))
+    pairs = tuple(
+        _parse_pair(root, index, row, has_frame="frame" in header) for index, row in enumerate(rows)
+    )
     _check_unique_ids(root, pairs)
     _check_files_exist(root, pairs)
     return TwinStore(root=root, manifest=manifest, pairs=pairs)
@@ -182,7 +189,9 @@ def _quoted(names: Sequence[str]) -> str:
 def _read_manifest(root: Path) -> dict[str, Any]:
     manifest_path = root / MANIFEST_NAME
     if not manifest_path.is_file():
-        raise TwinStoreError(root, f"{MANIFEST_NAME} is missing (the store is incomplete or still being built)")
+        raise TwinStoreError(
+            root, f"{MANIFEST_NAME} is missing (the store is incomplete or still being built)"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

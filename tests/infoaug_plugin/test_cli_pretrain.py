@@ -48,7 +48,9 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
             folder = root / split / f"class{label}"
             folder.mkdir(parents=True)
             for index in range(6):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    folder / f"{index}.png"
+                )
     return root
 
 
@@ -82,7 +84,11 @@ def _pretrain_args(method: str, image_folder: Path, store: Path, crops: int) -> 
 def _logged_mi_losses(workdir: Path) -> list[float]:
     (metrics,) = workdir.glob("lightning_logs/version_*/metrics.csv")
     with metrics.open() as handle:
-        return [float(row["train_mi_loss_step"]) for row in csv.DictReader(handle) if row.get("train_mi_loss_step")]
+        return [
+            float(row["train_mi_loss_step"])
+            for row in csv.DictReader(handle)
+            if row.get("train_mi_loss_step")
+        ]
 
 
 def test_pretrain_with_torch_twins_then_linear_evaluation_of_its_checkpoint(
@@ -119,9 +125,13 @@ def test_pretrain_with_torch_twins_then_linear_evaluation_of_its_checkpoint(
     assert list(tmp_path.glob("trained_models/linear/*/*-ep=0.ckpt"))
 
 
-def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(tmp_path: Path, image_folder: Path, store: Path) -> None:
+def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(
+    tmp_path: Path, image_folder: Path, store: Path
+) -> None:
     # Also keeps the YAML's GPU-style ``devices: [0]``, which the command turns into 1 on CPU.
-    args = [arg for arg in _pretrain_args("byol", image_folder, store, crops=2) if not arg.startswith("devices")]
+    args = [
+        arg for arg in _pretrain_args("byol", image_folder, store, crops=2) if not arg.startswith("devices")
+    ]
     pretrained = _run(
         "infoaug-pretrain",
         tmp_path,
@@ -140,7 +150,9 @@ def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(tmp_path: Path, imag
     assert list(tmp_path.glob("trained_models/infoaug_byol/*/*-ep=1.ckpt"))
 
 
-def test_command_line_refuses_a_bad_store_before_training(tmp_path: Path, image_folder: Path, store: Path) -> None:
+def test_command_line_refuses_a_bad_store_before_training(
+    tmp_path: Path, image_folder: Path, store: Path
+) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / PAIRS_NAME).write_text((store / PAIRS_NAME).read_text())
@@ -184,12 +196,19 @@ def _break_store(store: Path, target: Path, problem: str) -> Path:
     ],
 )
 def test_bad_store_is_refused_before_the_model_is_built(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_folder: Path, store: Path, problem: str, message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    image_folder: Path,
+    store: Path,
+    problem: str,
+    message: str,
 ) -> None:
     broken = _break_store(store, tmp_path / "broken", problem)
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(CONFIGS / "pretrain" / "custom"), version_base="1.2"):
-        cfg = compose("infoaug_simclr.yaml", overrides=_pretrain_args("simclr", image_folder, broken, crops=1)[4:])
+        cfg = compose(
+            "infoaug_simclr.yaml", overrides=_pretrain_args("simclr", image_folder, broken, crops=1)[4:]
+        )
     with pytest.raises(TwinStoreError) as refusal:
         pretrain(cfg)
     assert str(refusal.value).startswith(f"twins store {broken}: ")

@@ -34,7 +34,13 @@ FOLDERS = ("cifar", "stl10", "custom")
 PRETRAIN_YAMLS = sorted((CONFIGS / "pretrain").glob("*/infoaug_*.yaml"))
 LINEAR_YAMLS = sorted((CONFIGS / "linear").glob("*/infoaug_*.yaml"))
 # Small heads keep building 24 models fast; the backbone stays solo's resnet18.
-TINY_HEADS = {"proj_hidden_dim": 32, "proj_output_dim": 16, "pred_hidden_dim": 32, "num_prototypes": 8, "queue_size": 64}
+TINY_HEADS = {
+    "proj_hidden_dim": 32,
+    "proj_output_dim": 16,
+    "pred_hidden_dim": 32,
+    "num_prototypes": 8,
+    "queue_size": 64,
+}
 
 
 def _compose(path: Path, overrides: list[str]) -> DictConfig:
@@ -75,7 +81,8 @@ def test_pretrain_yaml_composes_and_builds_its_model(path: Path, tmp_path: Path)
 def test_linear_yaml_composes_and_builds_its_backbone(path: Path, tmp_path: Path) -> None:
     (tmp_path / "class0").mkdir()
     cfg = _compose(
-        path, [f"data.train_path={tmp_path}", f"data.val_path={tmp_path}", "pretrained_feature_extractor=x.ckpt"]
+        path,
+        [f"data.train_path={tmp_path}", f"data.val_path={tmp_path}", "pretrained_feature_extractor=x.ckpt"],
     )
     assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is False
     cfg = parse_linear_cfg(cfg)
@@ -91,19 +98,26 @@ def _write_cifar(root: Path, dataset: str, monkeypatch: pytest.MonkeyPatch) -> N
     """Writes 5x4 training and 8 test images in torchvision's CIFAR layout."""
     rng = np.random.default_rng(0)
     cls, label_key, names_key, num_classes = (
-        (CIFAR10, "labels", "label_names", 10) if dataset == "cifar10" else (CIFAR100, "fine_labels", "fine_label_names", 100)
+        (CIFAR10, "labels", "label_names", 10)
+        if dataset == "cifar10"
+        else (CIFAR100, "fine_labels", "fine_label_names", 100)
     )
     folder = root / cls.base_folder
     folder.mkdir(parents=True)
 
     def batch(name: str, count: int) -> list[str]:
-        entry = {"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8), label_key: rng.integers(0, num_classes, count).tolist()}
+        entry = {
+            "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, num_classes, count).tolist(),
+        }
         (folder / name).write_bytes(pickle.dumps(entry))
         return [name, _md5(folder / name)]
 
     monkeypatch.setattr(cls, "train_list", [batch(name, 4) for name, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [batch(name, 8) for name, _ in cls.test_list])
-    (folder / cls.meta["filename"]).write_bytes(pickle.dumps({names_key: [f"c{i}" for i in range(num_classes)]}))
+    (folder / cls.meta["filename"]).write_bytes(
+        pickle.dumps({names_key: [f"c{i}" for i in range(num_classes)]})
+    )
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(folder / cls.meta["filename"])})
 
 
@@ -132,7 +146,12 @@ def test_dataset_configs_read_files_in_the_real_format(
     else:
         _write_cifar(tmp_path, dataset, monkeypatch)
     folder, size = ("stl10", 96) if dataset == "stl10" else ("cifar", 32)
-    data = [f"data.dataset={dataset}", f"data.train_path={tmp_path}", f"data.val_path={tmp_path}", "data.num_workers=0"]
+    data = [
+        f"data.dataset={dataset}",
+        f"data.train_path={tmp_path}",
+        f"data.val_path={tmp_path}",
+        "data.num_workers=0",
+    ]
     cfg = _compose(CONFIGS / "pretrain" / folder / "infoaug_simclr.yaml", [*data, "optimizer.batch_size=4"])
     cfg = parse_pretrain_cfg(cfg)
 
@@ -142,7 +161,9 @@ def test_dataset_configs_read_files_in_the_real_format(
     images, _ = next(iter(build_val_loader(cfg)))
     assert images.shape[1:] == (3, size, size)
 
-    linear_cfg = _compose(CONFIGS / "linear" / folder / "infoaug_simclr.yaml", [*data, "pretrained_feature_extractor=x.ckpt"])
+    linear_cfg = _compose(
+        CONFIGS / "linear" / folder / "infoaug_simclr.yaml", [*data, "pretrained_feature_extractor=x.ckpt"]
+    )
     linear_cfg = parse_linear_cfg(linear_cfg)
     train_loader, val_loader = prepare_data(
         linear_cfg.data.dataset,

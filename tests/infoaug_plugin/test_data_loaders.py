@@ -30,7 +30,9 @@ GEOMETRIC_ONLY = {
 
 @pytest.fixture(scope="module")
 def id_store(tmp_path_factory: pytest.TempPathFactory, make_twin_store) -> Path:
-    return make_twin_store(tmp_path_factory.mktemp("twins") / "store", n_pairs=N_PAIRS, size=32, encode_ids=True)
+    return make_twin_store(
+        tmp_path_factory.mktemp("twins") / "store", n_pairs=N_PAIRS, size=32, encode_ids=True
+    )
 
 
 def _cfg(store: Path, loader: str, selection: str = "store") -> OmegaConf:
@@ -114,8 +116,11 @@ def test_random_selection_pairs_each_anchor_with_another_patch_of_its_window(
     id_store: Path, loader_name: str
 ) -> None:
     store = open_twin_store(id_store)
-    cells = {file: (pair.window, cell) for pair in store.pairs for file, cell in (
-        (pair.anchor_file, pair.anchor_cell), (pair.twin_file, pair.twin_cell))}
+    cells = {
+        file: (pair.window, cell)
+        for pair in store.pairs
+        for file, cell in ((pair.anchor_file, pair.anchor_cell), (pair.twin_file, pair.twin_cell))
+    }
     loader = build_twin_loader(_cfg(id_store, loader_name, selection="random"), seed=1)
     for pair_ids, _, twins in _epoch(loader):
         twin_rows, twin_blue = _decode(twins)
