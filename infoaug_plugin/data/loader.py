@@ -57,7 +57,7 @@ def build_twin_loader(
 
     Raises:
         TwinStoreError: the store is unusable, or too small for one batch per shard.
-        ValueError: an ``infoaug`` key has an invalid value.
+        ValueError: an ``infoaug`` key has an invalid value, or DALI is asked for and missing.
     """
     fill_loader_defaults(infoaug_cfg)
     if store is None:
@@ -76,7 +76,13 @@ def build_twin_loader(
         return TorchTwinLoader(
             planner, transform, num_workers=infoaug_cfg.num_workers, pin_memory=torch.cuda.is_available()
         )
-    from infoaug_plugin.data.dali_loader import DaliTwinLoader
+    try:
+        from infoaug_plugin.data.dali_loader import DaliTwinLoader
+    except ImportError as error:
+        raise ValueError(
+            "infoaug.loader: dali needs NVIDIA DALI (pip install 'infoaug[dali]'); "
+            f"or set infoaug.loader=torch ({error})"
+        ) from error
 
     return DaliTwinLoader(
         planner,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -31,7 +32,7 @@ class TwinPairDataset(Dataset):
         sample = self.samples[index]
         return sample.pair_id, self._load(sample.anchor_file), self._load(sample.twin_file)
 
-    def _load(self, path) -> torch.Tensor:
+    def _load(self, path: Path) -> torch.Tensor:
         with Image.open(path) as image:
             return self.transform(image.convert("RGB"))
 

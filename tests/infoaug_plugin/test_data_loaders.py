@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from infoaug_plugin.data import TwinStoreError, build_twin_loader, open_twin_store
+from infoaug_plugin.data import PacedTwinLoader, TwinStoreError, build_twin_loader, open_twin_store
 
 N_PAIRS = 40
 BATCH = 4
@@ -138,6 +138,14 @@ def test_random_twins_are_the_same_in_both_loaders(id_store: Path) -> None:
         loader = build_twin_loader(_cfg(id_store, loader_name, selection="random"), seed=2)
         twins_by_loader.append([_decode(batch[2]) for batch in _epoch(loader)])
     assert twins_by_loader[0] == twins_by_loader[1]
+
+
+def test_paced_loader_runs_twin_epochs_back_to_back_at_the_main_epoch_length(id_store: Path) -> None:
+    paced = PacedTwinLoader(build_twin_loader(_cfg(id_store, "torch")), num_batches=4)
+    served = [batch[0].tolist() for _ in range(5) for batch in paced]
+    reference = build_twin_loader(_cfg(id_store, "torch"))
+    assert len(paced) == 4
+    assert served == [batch[0].tolist() for _ in range(2) for batch in _epoch(reference)]
 
 
 def test_too_few_pairs_for_every_shard_is_refused(id_store: Path) -> None:
