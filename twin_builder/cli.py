@@ -20,6 +20,7 @@ from pathlib import Path
 
 from twin_builder.build import Shard, build_store
 from twin_builder.camera import CameraModel
+from twin_builder.depth import load_depth_provider
 from twin_builder.pipeline import ESTIMATORS, SELECTIONS, BuildParams
 from twin_builder.report import inspect_store
 from twin_builder.show import render_store
@@ -105,6 +106,8 @@ def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     try:
         params = _build_params(args)
         shard = Shard.parse(args.shard)
+        if params.depth_provider:
+            load_depth_provider(params.depth_provider)  # fail now, not in every worker
     except ValueError as error:
         parser.error(str(error))
     report = build_store(args.inputs, args.out, params, args.workers, shard, progress=not args.quiet)

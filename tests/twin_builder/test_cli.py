@@ -115,3 +115,22 @@ def test_a_missing_input_or_store_exits_1_naming_it(tmp_path, capsys):
     assert "gone.mp4: no such file" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path)]) == 1
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_depth_provider_named_on_the_command_line_is_used(tmp_path, fast_clip, monkeypatch, capsys):
+    (tmp_path / "ramp_depth.py").write_text(
+        "import numpy as np\n\n"
+        "def make():\n"
+        "    return lambda frame: np.indices(frame.shape[:2]).sum(axis=0).astype(np.float32)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    store = tmp_path / "s"
+    assert main(["build", str(fast_clip), "--out", str(store), "--depth-provider", "ramp_depth:make", *FAST]) == 0
+    assert read_manifest(store)["params"]["depth_provider"] == "ramp_depth:make"
+
+
+def test_a_malformed_depth_provider_is_bad_usage(tmp_path, fast_clip, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["build", str(fast_clip), "--out", str(tmp_path / "s"), "--depth-provider", "no_colon", *FAST])
+    assert caught.value.code == 2
+    assert "expected 'module:factory'" in capsys.readouterr().err
