@@ -23,6 +23,8 @@ from twin_builder.tracking import LucasKanade, seed_grid_points, track_window
 from twin_builder.video import (
     DEFAULT_CUT_THRESHOLD,
     DecodedVideo,
+    SkipReason,
+    VideoInputError,
     VideoSource,
     check_content,
     decode_video,
@@ -33,6 +35,8 @@ from twin_builder.video import (
 SELECTIONS = ("mi", "random")
 ESTIMATORS = ("ksg", "3kl")
 THUMBNAIL_SIDE = 320
+# Smallest grid cell side in processed pixels: a corner detector needs a 7 px block inside it.
+MIN_CELL_SIDE = 8
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,11 @@ class BuildParams:
         problems = []
         if self.grid < 2:
             problems.append(f"grid must be >= 2, got {self.grid}")
-        if self.window < 2 * self.theiler + self.k + 3:
-            problems.append(f"window {self.window} is too short for k={self.k} and theiler={self.theiler}")
+        # A window gives window - 1 motion samples; the estimator needs k + 2 * theiler + 1.
+        if self.window - 1 < self.k + 2 * self.theiler + 1:
+            problems.append(
+                f"window must be >= k + 2*theiler + 2 = {self.k + 2 * self.theiler + 2} frames, got {self.window}"
+            )
         if self.stride is not None and self.stride < 1:
             problems.append(f"stride must be >= 1, got {self.stride}")
         if self.points_per_cell < 1:
@@ -294,13 +301,20 @@ def process_video(source: VideoSource, params: BuildParams, depth: DepthProvider
         The pairs, patch images and analysis of every window.
 
     Raises:
-        VideoInputError: the video is unreadable, corrupt, empty, too short, static or all black.
+        VideoInputError: the video is unreadable, corrupt, empty, too short, static, all black, or
+            too small for the grid.
     """
     video = decode_video(source, params.max_side)
     shots = detect_shots(video.grays, params.cut_threshold)
     starts = window_starts(shots, params.window, params.window_stride)
     check_content(source, video, params.window, starts)
     width, height = video.size
+    if min(width, height) // params.grid < MIN_CELL_SIDE:
+        raise VideoInputError(
+            source.path,
+            SkipReason.TOO_SMALL,
+            f"{width}x{height} px frames give grid cells under {MIN_CELL_SIDE} px with --grid {params.grid}",
+        )
     patch_size = params.patch_size or min(height, width) // params.grid
     output = VideoOutput(scale=video.scale, processed_size=(width, height))
     camera = CameraModel(params.camera)

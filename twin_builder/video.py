@@ -46,6 +46,7 @@ class SkipReason(str, enum.Enum):
     TOO_FEW_FRAMES = "too_few_frames"
     STATIC = "static"
     ALL_BLACK = "all_black"
+    TOO_SMALL = "too_small"
 
 
 class VideoInputError(Exception):

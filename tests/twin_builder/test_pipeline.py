@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twin_builder.pipeline import BuildParams, crop_box, crop_offsets, process_video, select_twins
-from twin_builder.video import describe_source
+from twin_builder.video import SkipReason, VideoInputError, describe_source
 
 ACCURACY_PARAMS = BuildParams(grid=4, window=120, max_side=None)
 
@@ -130,3 +130,9 @@ def test_crop_boxes_stay_inside_the_frame():
 def test_crop_offsets_spread_over_the_window():
     np.testing.assert_array_equal(crop_offsets(60, 1), [0])
     np.testing.assert_array_equal(crop_offsets(60, 3), [0, 30, 59])
+
+
+def test_frames_too_small_for_the_grid_are_refused(fast_clip):
+    with pytest.raises(VideoInputError, match="grid cells under 8 px") as caught:
+        process_video(describe_source(fast_clip), BuildParams(grid=16, window=24, max_side=None))
+    assert caught.value.reason is SkipReason.TOO_SMALL
