@@ -1,0 +1,46 @@
+"""Fixtures for the ``infoaug_<base>`` method tests: a shared twin store and solo-learn's
+unchanged training scripts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import infoaug_plugin  # noqa: F401  (registers the methods)
+from method_helpers import IMAGE_SIZE
+
+SOLO_URL = "https://github.com/vturrisi/solo-learn.git"
+SOLO_COMMIT = "9187ea39c2c3f43c455ab06664d2b019a9802954"
+
+
+@pytest.fixture(scope="session")
+def twin_store(tmp_path_factory: pytest.TempPathFactory, make_twin_store: Callable[..., Path]) -> Path:
+    """A 32-pair store of 32x32 patches, shared by the session (tests only read it)."""
+    return make_twin_store(tmp_path_factory.mktemp("store") / "twins", n_pairs=32, size=IMAGE_SIZE)
+
+
+@pytest.fixture(scope="session")
+def solo_scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """solo-learn's unchanged ``main_pretrain.py`` and ``main_linear.py`` at the pinned commit."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: cannot fetch solo-learn's scripts")
+    checkout = tmp_path_factory.mktemp("solo-learn")
+    try:
+        subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+        subprocess.run(
+            ["git", "-C", str(checkout), "fetch", "-q", "--depth", "1", SOLO_URL, SOLO_COMMIT],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        pytest.skip(f"git cannot reach {SOLO_URL} at {SOLO_COMMIT}: {error}")
+    subprocess.run(
+        ["git", "-C", str(checkout), "checkout", "-q", "FETCH_HEAD", "--", "main_pretrain.py", "main_linear.py"],
+        check=True,
+    )
+    return checkout
