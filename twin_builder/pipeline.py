@@ -22,14 +22,11 @@ from twin_builder.store_format import PATCHES_DIR
 from twin_builder.tracking import LucasKanade, seed_grid_points, track_window
 from twin_builder.video import (
     DEFAULT_CUT_THRESHOLD,
-    DecodedVideo,
     SkipReason,
     VideoInputError,
+    VideoReader,
     VideoSource,
-    check_content,
-    decode_video,
-    detect_shots,
-    window_starts,
+    WindowFrames,
 )
 
 SELECTIONS = ("mi", "random")
@@ -253,19 +250,12 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
 
 
 def analyse_window(
-    video: DecodedVideo,
-    start: int,
-    transforms: np.ndarray,
-    params: BuildParams,
-    seed: int,
-    depth: DepthProvider | None,
+    window: WindowFrames, params: BuildParams, seed: int, depth: DepthProvider | None
 ) -> tuple[WindowAnalysis, np.ndarray]:
-    """Tracks, compensates, estimates MI and selects twins in one window.
+    """Tracks, compensates camera motion, estimates MI and selects twins in one window.
 
     Args:
-        video: the decoded video.
-        start: the window's first frame.
-        transforms: (T-1, 3, 3) camera transforms of the window's frame pairs.
+        window: the window's frames.
         params: build parameters.
         seed: the window's seed.
         depth: optional depth provider.
@@ -273,10 +263,10 @@ def analyse_window(
     Returns:
         ``(analysis, positions)`` with positions (T, P, m, 2) the tracked points.
     """
-    stop = start + params.window
-    seeds = seed_grid_points(video.grays[start], params.grid, params.points_per_cell)
-    positions, tracked = track_window(video.grays[start:stop], seeds, LucasKanade(fb_threshold=params.fb_threshold))
-    samples = motion_samples(positions, transforms, video.frames[start:stop], depth)
+    seeds = seed_grid_points(window.grays[0], params.grid, params.points_per_cell)
+    positions, tracked = track_window(window.grays, seeds, LucasKanade(fb_threshold=params.fb_threshold))
+    transforms = estimate_camera_motion(window.grays, CameraModel(params.camera))
+    samples = motion_samples(positions, transforms, window.frames, depth)
     valid = tracked & motion_entropy_mask(samples, k=params.k)
     mi = np.full((len(valid), len(valid)), np.nan, dtype=np.float32)
     candidates = np.flatnonzero(valid)
@@ -285,7 +275,7 @@ def analyse_window(
             samples[candidates], estimator=params.estimator, k=params.k, theiler=params.theiler, seed=seed
         )
     twins = select_twins(mi, valid, params.selection, params.mi_floor, seed)
-    analysis = WindowAnalysis(start, seeds.points.mean(axis=1), tracked, valid, mi, twins)
+    analysis = WindowAnalysis(window.start, seeds.points.mean(axis=1), tracked, valid, mi, twins)
     return analysis, positions
 
 
@@ -304,42 +294,34 @@ def process_video(source: VideoSource, params: BuildParams, depth: DepthProvider
         VideoInputError: the video is unreadable, corrupt, empty, too short, static, all black, or
             too small for the grid.
     """
-    video = decode_video(source, params.max_side)
-    shots = detect_shots(video.grays, params.cut_threshold)
-    starts = window_starts(shots, params.window, params.window_stride)
-    check_content(source, video, params.window, starts)
-    width, height = video.size
-    if min(width, height) // params.grid < MIN_CELL_SIDE:
-        raise VideoInputError(
-            source.path,
-            SkipReason.TOO_SMALL,
-            f"{width}x{height} px frames give grid cells under {MIN_CELL_SIDE} px with --grid {params.grid}",
-        )
-    patch_size = params.patch_size or min(height, width) // params.grid
-    output = VideoOutput(scale=video.scale, processed_size=(width, height))
-    camera = CameraModel(params.camera)
+    reader = VideoReader(source, params.max_side, params.cut_threshold)
+    output = VideoOutput()
     offsets = crop_offsets(params.window, params.crops_per_window)
-    for first, end in shots:
-        shot_starts = [start for start in starts if first <= start < end]
-        if not shot_starts:
-            continue
-        # One camera pass per shot serves every (possibly overlapping) window in it.
-        span_first, span_stop = shot_starts[0], shot_starts[-1] + params.window
-        transforms = estimate_camera_motion(video.grays[span_first:span_stop], camera)
-        for start in shot_starts:
-            window_transforms = transforms[start - span_first : start - span_first + params.window - 1]
-            seed = window_seed(params.seed, source.video_id, start)
-            analysis, positions = analyse_window(video, start, window_transforms, params, seed, depth)
-            output.windows.append(analysis)
-            _add_pairs(output, source.video_id, video, analysis, positions.mean(axis=2), offsets, patch_size, params)
-    output.thumbnails = np.stack([_thumbnail(video.frames[w.start]) for w in output.windows])
+    thumbnails = []
+    for window in reader.windows(params.window, params.window_stride):
+        width, height = output.processed_size = reader.size
+        output.scale = reader.scale
+        if min(width, height) // params.grid < MIN_CELL_SIDE:
+            raise VideoInputError(
+                source.path,
+                SkipReason.TOO_SMALL,
+                f"{width}x{height} px frames give grid cells under {MIN_CELL_SIDE} px with --grid {params.grid}",
+            )
+        seed = window_seed(params.seed, source.video_id, window.start)
+        analysis, positions = analyse_window(window, params, seed, depth)
+        output.windows.append(analysis)
+        patch_size = params.patch_size or min(height, width) // params.grid
+        _add_pairs(output, source.video_id, window, analysis, positions.mean(axis=2), offsets, patch_size, params)
+        thumbnails.append(_thumbnail(window.frames[0]))
+    reader.check_content(params.window)
+    output.thumbnails = np.stack(thumbnails)
     return output
 
 
 def _add_pairs(
     output: VideoOutput,
     video_id: str,
-    video: DecodedVideo,
+    window: WindowFrames,
     analysis: WindowAnalysis,
     tracked_centres: np.ndarray,
     offsets: np.ndarray,
@@ -350,7 +332,7 @@ def _add_pairs(
 
     ``tracked_centres`` is (T, P, 2): each patch's mean tracked point per frame of the window.
     """
-    width, height = video.size
+    width, height = output.processed_size
     grid = params.grid
     anchors = np.flatnonzero(analysis.twins >= 0)
     for offset in offsets:
@@ -361,12 +343,12 @@ def _add_pairs(
             box = crop_box(tracked_centres[offset, patch], patch_size, width, height)
             x0, y0, x1, y1 = box
             crop = cv2.resize(
-                video.frames[frame][y0:y1, x0:x1], (params.crop_size, params.crop_size), interpolation=cv2.INTER_AREA
+                window.frames[offset][y0:y1, x0:x1], (params.crop_size, params.crop_size), interpolation=cv2.INTER_AREA
             )
             relative = f"{PATCHES_DIR}/{video_id}/w{analysis.start:06d}_f{frame:06d}_r{row}c{col}.png"
             output.patches[relative] = crop
             files[patch] = relative
-            boxes[patch] = " ".join(str(round(v / video.scale)) for v in box)
+            boxes[patch] = " ".join(str(round(v / output.scale)) for v in box)
         for anchor in anchors:
             twin = analysis.twins[anchor]
             anchor_row, anchor_col = divmod(int(anchor), grid)

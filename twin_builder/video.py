@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ VIDEO_SUFFIXES = frozenset(
 DEFAULT_CUT_THRESHOLD = 30.0
 # All-black: at least 99% of the pixels of (up to 32 evenly sampled) frames are at most this grey level.
 BLACK_LEVEL = 12
+BRIGHTNESS_SAMPLE_EVERY = 4
 # Static: in no pair of consecutive frames do more than STATIC_CHANGED_FRACTION of the pixels
 # change by more than STATIC_PIXEL_CHANGE grey levels (compression noise stays below both).
 STATIC_PIXEL_CHANGE = 12
@@ -97,29 +98,18 @@ class VideoSource:
 
 
 @dataclass
-class DecodedVideo:
-    """A whole video decoded once.
-
-    Frames are kept as lists of per-frame arrays, as decoded: stacking a long video into one
-    array would copy all of it once more.
+class WindowFrames:
+    """The frames of one tracking window.
 
     Attributes:
+        start: index of the window's first frame in the video.
         frames: T (H, W, 3) uint8 BGR frames, downscaled so that max(H, W) <= max_side.
-        grays: T (H, W) uint8 grey frames of ``frames``.
-        scale: processed pixels per original pixel (<= 1).
-        original_size: (width, height) of the original frames in pixels.
+        grays: T (H, W) uint8 grey versions of ``frames``.
     """
 
+    start: int
     frames: list[np.ndarray]
     grays: list[np.ndarray]
-    scale: float
-    original_size: tuple[int, int]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height) of the processed frames in pixels."""
-        height, width = self.grays[0].shape
-        return width, height
 
 
 def _hash_files(paths: list[Path], with_names: bool) -> tuple[str, int]:
@@ -228,115 +218,139 @@ def _iter_bgr_frames(source: VideoSource):
         capture.release()
 
 
-def decode_video(source: VideoSource, max_side: int | None) -> DecodedVideo:
-    """Decodes every frame of ``source`` once, downscaled to ``max_side``.
+class VideoReader:
+    """Decodes a video once, front to back, and hands out its tracking windows as soon as their
+    frames are in, keeping only the frames a pending window still needs (memory stays at about one
+    window whatever the video's length).
+
+    Shots are cut where the mean absolute grey-level difference between consecutive frames
+    exceeds ``cut_threshold``; windows of ``window`` frames start every ``stride`` frames from each
+    shot's first frame and never cross a cut. While decoding, the reader also gathers what
+    :meth:`check_content` needs (frame count, brightness, any motion at all).
 
     Args:
         source: the video.
         max_side: longest side of the processed frames in pixels; None keeps the original size.
+        cut_threshold: shot cut threshold in grey levels (0-255).
 
-    Returns:
-        The decoded video (at least one frame).
-
-    Raises:
-        VideoInputError: unreadable, empty (zero bytes or no decodable frame), corrupt, or frames of
-            differing sizes.
+    Attributes (filled while decoding):
+        frame_count: frames decoded so far.
+        shots: finished shots as half-open frame ranges (the last one is added at the end).
+        scale: processed pixels per original pixel (<= 1).
+        original_size: (width, height) of the original frames in pixels.
+        size: (width, height) of the processed frames in pixels.
     """
-    if not source.readable:
-        raise VideoInputError(source.path, SkipReason.UNREADABLE, "cannot read the file")
-    if source.size_bytes == 0:
-        raise VideoInputError(source.path, SkipReason.EMPTY, "no content (0 bytes or no frames)")
-    frames: list[np.ndarray] = []
-    original_size: tuple[int, int] | None = None
-    scale = 1.0
-    for bgr in _iter_bgr_frames(source):
-        size = (bgr.shape[1], bgr.shape[0])
-        if original_size is None:
-            original_size = size
-        elif size != original_size:
+
+    def __init__(self, source: VideoSource, max_side: int | None, cut_threshold: float = DEFAULT_CUT_THRESHOLD):
+        self.source = source
+        self.max_side = max_side
+        self.cut_threshold = cut_threshold
+        self.frame_count = 0
+        self.shots: list[tuple[int, int]] = []
+        self.scale = 1.0
+        self.original_size: tuple[int, int] | None = None
+        self.size: tuple[int, int] | None = None
+        self._windows_given = 0
+        self._bright_pixels = 0
+        self._sampled_pixels = 0
+        self._moving = False
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yields ``(index, bgr, gray)`` for every frame, downscaled, updating the statistics.
+
+        Raises:
+            VideoInputError: unreadable, empty (0 bytes), corrupt (cannot be opened, a frame that
+                does not decode, frames of differing sizes).
+        """
+        source = self.source
+        if not source.readable:
+            raise VideoInputError(source.path, SkipReason.UNREADABLE, "cannot read the file")
+        if source.size_bytes == 0:
+            raise VideoInputError(source.path, SkipReason.EMPTY, "no content (0 bytes or no frames)")
+        previous = None
+        for bgr in _iter_bgr_frames(source):
+            size = (bgr.shape[1], bgr.shape[0])
+            if self.original_size is None:
+                self.original_size = size
+            elif size != self.original_size:
+                raise VideoInputError(
+                    source.path, SkipReason.CORRUPT, f"frame {self.frame_count} is {size}, the first is {self.original_size}"
+                )
+            small, self.scale = _downscale(bgr, self.max_side)
+            gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+            self.size = (gray.shape[1], gray.shape[0])
+            if self.frame_count % BRIGHTNESS_SAMPLE_EVERY == 0:
+                self._bright_pixels += np.count_nonzero(gray > BLACK_LEVEL)
+                self._sampled_pixels += gray.size
+            if previous is not None and not self._moving:
+                changed = np.count_nonzero(cv2.absdiff(gray, previous) > STATIC_PIXEL_CHANGE)
+                self._moving = changed > STATIC_CHANGED_FRACTION * gray.size
+            previous = gray
+            yield self.frame_count, small, gray
+            self.frame_count += 1
+
+    def windows(self, window: int, stride: int) -> Iterator[WindowFrames]:
+        """Yields the video's tracking windows in order, each as soon as its last frame is decoded.
+
+        Args:
+            window: frames per window (T).
+            stride: frames between consecutive window starts in a shot.
+
+        Yields:
+            :class:`WindowFrames`.
+
+        Raises:
+            VideoInputError: as :meth:`frames`.
+        """
+        kept_frames: list[np.ndarray] = []
+        kept_grays: list[np.ndarray] = []
+        kept_from = shot_start = next_start = 0
+        previous = None
+        for index, frame, gray in self.frames():
+            if previous is not None and cv2.absdiff(gray, previous).mean() > self.cut_threshold:
+                self.shots.append((shot_start, index))
+                kept_frames, kept_grays = [], []
+                shot_start = next_start = index
+            previous = gray
+            if index < next_start:
+                continue  # between windows (stride > window): never needed
+            if not kept_grays:
+                kept_from = index
+            kept_frames.append(frame)
+            kept_grays.append(gray)
+            while next_start + window <= index + 1:
+                offset = next_start - kept_from
+                yield WindowFrames(next_start, kept_frames[offset : offset + window], kept_grays[offset : offset + window])
+                self._windows_given += 1
+                next_start += stride
+                # Frames before the next window's start are never needed again.
+                drop = min(next_start - kept_from, len(kept_grays))
+                del kept_frames[:drop], kept_grays[:drop]
+                kept_from += drop
+        if self.frame_count:
+            self.shots.append((shot_start, self.frame_count))
+
+    def check_content(self, window: int) -> None:
+        """Rejects a video, once read, that could not give useful tracking windows.
+
+        Args:
+            window: frames per window (for the message).
+
+        Raises:
+            VideoInputError: no frame decoded (empty or corrupt), a single frame, all black,
+                static, or no shot long enough for one window.
+        """
+        path = self.source.path
+        if self.frame_count == 0:
+            reason = SkipReason.EMPTY if self.source.is_frame_folder else SkipReason.CORRUPT
+            raise VideoInputError(path, reason, "no frame could be decoded")
+        if self.frame_count == 1:
+            raise VideoInputError(path, SkipReason.ONE_FRAME, "a single frame has no motion")
+        if self._bright_pixels <= 0.01 * self._sampled_pixels:
+            raise VideoInputError(path, SkipReason.ALL_BLACK, f"99% of pixels are <= {BLACK_LEVEL} grey levels")
+        if not self._moving:
+            raise VideoInputError(path, SkipReason.STATIC, "no pixel changes between frames")
+        if self._windows_given == 0:
             raise VideoInputError(
-                source.path, SkipReason.CORRUPT, f"frame {len(frames)} is {size}, the first is {original_size}"
+                path, SkipReason.TOO_FEW_FRAMES, f"{self.frame_count} frames, no shot holds a window of {window} frames"
             )
-        small, scale = _downscale(bgr, max_side)
-        frames.append(small)
-    if original_size is None:
-        reason = SkipReason.EMPTY if source.is_frame_folder else SkipReason.CORRUPT
-        raise VideoInputError(source.path, reason, "no frame could be decoded")
-    grays = [cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) for frame in frames]
-    return DecodedVideo(frames, grays, scale, original_size)
-
-
-def frame_differences(grays: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean absolute grey-level difference between consecutive frames.
-
-    Args:
-        grays: T (H, W) uint8 frames.
-
-    Returns:
-        (T-1,) float64, in grey levels (0-255).
-    """
-    return np.array([cv2.absdiff(grays[t], grays[t - 1]).mean() for t in range(1, len(grays))])
-
-
-def detect_shots(grays: Sequence[np.ndarray], cut_threshold: float = DEFAULT_CUT_THRESHOLD) -> list[tuple[int, int]]:
-    """Splits a video into shots at cuts: frame t starts a new shot when the mean absolute
-    grey-level difference to frame t-1 exceeds ``cut_threshold``.
-
-    Args:
-        grays: T (H, W) uint8 frames.
-        cut_threshold: cut threshold in grey levels (0-255).
-
-    Returns:
-        Shots as half-open frame ranges ``[(start, end), ...]`` covering ``0..T``.
-    """
-    cuts = [t + 1 for t, diff in enumerate(frame_differences(grays)) if diff > cut_threshold]
-    bounds = [0, *cuts, len(grays)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def window_starts(shots: list[tuple[int, int]], window: int, stride: int) -> list[int]:
-    """Start frames of the windows of ``window`` frames, every ``stride`` frames, inside shots.
-
-    Args:
-        shots: half-open frame ranges.
-        window: frames per window (T).
-        stride: frames between consecutive window starts in a shot.
-
-    Returns:
-        Sorted start frames; a window never crosses a cut.
-    """
-    return [start for first, end in shots for start in range(first, end - window + 1, stride)]
-
-
-def check_content(source: VideoSource, video: DecodedVideo, window: int, starts: list[int]) -> None:
-    """Rejects a decoded video that cannot give useful tracking windows.
-
-    Args:
-        source: the video (for the error message).
-        video: its decoded frames.
-        window: frames per window.
-        starts: the window starts found in its shots.
-
-    Raises:
-        VideoInputError: one frame, all black, static, or too few frames for one window.
-    """
-    grays = video.grays
-    if len(grays) == 1:
-        raise VideoInputError(source.path, SkipReason.ONE_FRAME, "a single frame has no motion")
-    sampled = grays[:: max(1, len(grays) // 32)]
-    bright = sum(np.count_nonzero(gray > BLACK_LEVEL) for gray in sampled)
-    if bright <= 0.01 * sum(gray.size for gray in sampled):
-        raise VideoInputError(source.path, SkipReason.ALL_BLACK, f"99% of pixels are <= {BLACK_LEVEL} grey levels")
-    moving = (
-        np.count_nonzero(cv2.absdiff(grays[t], grays[t - 1]) > STATIC_PIXEL_CHANGE)
-        > STATIC_CHANGED_FRACTION * grays[t].size
-        for t in range(1, len(grays))
-    )
-    if not any(moving):
-        raise VideoInputError(source.path, SkipReason.STATIC, "no pixel changes between frames")
-    if not starts:
-        raise VideoInputError(
-            source.path,
-            SkipReason.TOO_FEW_FRAMES,
-            f"{len(grays)} frames, no shot holds a window of {window} frames",
-        )

@@ -14,7 +14,11 @@ from twin_builder.camera import (
     residual_motion,
 )
 from twin_builder.tracking import LucasKanade, seed_grid_points, track_window
-from twin_builder.video import decode_video, describe_source
+from twin_builder.video import VideoReader, describe_source
+
+
+def _grays(path, max_side=None) -> list[np.ndarray]:
+    return [gray for _, _, gray in VideoReader(describe_source(path), max_side).frames()]
 
 
 def _points(count: int, seed: int = 0) -> np.ndarray:
@@ -65,12 +69,12 @@ def test_residual_motion_is_what_the_camera_does_not_explain():
 @pytest.mark.parametrize("model", [CameraModel.TRANSLATION, CameraModel.SIMILARITY, CameraModel.HOMOGRAPHY])
 def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip, model):
     path, truth = synthetic_clip(seed=0, camera_shift_px=6.0)
-    video = decode_video(describe_source(path), max_side=None)
-    seeds = seed_grid_points(video.grays[0], truth.grid)
-    positions, valid = track_window(video.grays, seeds, LucasKanade())
+    grays = _grays(path)
+    seeds = seed_grid_points(grays[0], truth.grid)
+    positions, valid = track_window(grays, seeds, LucasKanade())
     static = valid & ~truth.moving.reshape(-1)
     raw_speed = np.linalg.norm(np.diff(positions[:, static, 0], axis=0), axis=-1).mean()
-    residual = residual_motion(positions[:, static, 0], estimate_camera_motion(video.grays, model))
+    residual = residual_motion(positions[:, static, 0], estimate_camera_motion(grays, model))
     assert static.sum() >= 3
     assert raw_speed > 0.3  # the camera really moves the static cells in the image
     assert np.abs(residual).mean() < 0.06
@@ -78,8 +82,7 @@ def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip
 
 
 def test_a_real_pan_is_measured_on_a_shifted_sample_frame(sample_video):
-    video = decode_video(describe_source(sample_video("bigbuckbunny.mp4")), max_side=320)
-    frame = video.grays[0]
+    frame = _grays(sample_video("bigbuckbunny.mp4"), max_side=320)[0]
     shifted = cv2.warpAffine(frame, np.float32([[1, 0, 3.0], [0, 1, -2.0]]), frame.shape[::-1], borderMode=cv2.BORDER_REFLECT)
     transform = estimate_camera_motion(np.stack([frame, shifted]), CameraModel.TRANSLATION)[0]
     np.testing.assert_allclose(transform[:2, 2], (3.0, -2.0), atol=0.1)

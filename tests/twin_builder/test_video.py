@@ -12,37 +12,47 @@ from twin_builder.video import (
     InputDiscoveryError,
     SkipReason,
     VideoInputError,
-    check_content,
-    decode_video,
+    VideoReader,
     describe_source,
-    detect_shots,
     discover_inputs,
-    window_starts,
 )
 
 
+def read_all(path, max_side=None) -> tuple[VideoReader, list[np.ndarray], list[np.ndarray]]:
+    """Decodes every frame of a video: the reader (with its statistics), BGR frames, grey frames."""
+    reader = VideoReader(describe_source(path), max_side)
+    decoded = list(reader.frames())
+    return reader, [frame for _, frame, _ in decoded], [gray for _, _, gray in decoded]
+
+
+def read_windows(path, window: int, stride: int) -> tuple[VideoReader, list[int]]:
+    """Reads a video's windows as the pipeline does; returns the reader and the window starts."""
+    reader = VideoReader(describe_source(path), None)
+    starts = [frames.start for frames in reader.windows(window, stride)]
+    return reader, starts
+
+
 def test_a_video_file_decodes_to_colour_and_grey_frames(fast_clip):
-    video = decode_video(describe_source(fast_clip), max_side=None)
-    assert len(video.frames) == len(video.grays) == 48
-    assert video.frames[0].shape == (96, 96, 3) and video.grays[0].shape == (96, 96)
-    assert video.scale == 1.0 and video.original_size == video.size == (96, 96)
+    reader, frames, grays = read_all(fast_clip)
+    assert len(frames) == len(grays) == reader.frame_count == 48
+    assert frames[0].shape == (96, 96, 3) and grays[0].shape == (96, 96)
+    assert reader.scale == 1.0 and reader.original_size == reader.size == (96, 96)
 
 
 def test_downscaling_bounds_the_longest_side(sample_video):
-    video = decode_video(describe_source(sample_video("carphone_pristine.mp4")), max_side=88)
-    assert video.frames[0].shape[:2] == (72, 88) and video.size == (88, 72)
-    assert video.original_size == (176, 144)
-    assert video.scale == pytest.approx(0.5)
+    reader, frames, _ = read_all(sample_video("carphone_pristine.mp4"), max_side=88)
+    assert frames[0].shape[:2] == (72, 88) and reader.size == (88, 72)
+    assert reader.original_size == (176, 144)
+    assert reader.scale == pytest.approx(0.5)
 
 
 def test_a_frame_folder_decodes_its_images_in_name_order(frame_folder):
-    source = describe_source(frame_folder)
-    assert source.is_frame_folder
-    video = decode_video(source, max_side=None)
+    assert describe_source(frame_folder).is_frame_folder
+    _, frames, _ = read_all(frame_folder)
     expected = make_twin_video(seed=3, grid=4, frames=48, cell=24).frames
-    assert len(video.frames) == 48
+    assert len(frames) == 48
     # PNG is lossless: frame order and content survive.
-    np.testing.assert_array_equal(video.frames[5], expected[5])
+    np.testing.assert_array_equal(frames[5], expected[5])
 
 
 def test_discovery_finds_videos_and_frame_folders_inside_folders(tmp_path, fast_clip, frame_folder):
@@ -79,23 +89,40 @@ def test_video_id_is_stem_and_content_hash(fast_clip):
     assert source.size_bytes == fast_clip.stat().st_size
 
 
-def test_shot_cuts_split_a_video_at_the_cut():
+@pytest.fixture(scope="module")
+def clip_with_cut(tmp_path_factory):
+    """30 frames of one synthetic scene, then 70 of another: a cut at frame 30."""
     first = make_twin_video(seed=5, grid=4, frames=30, cell=24).frames
-    second = make_twin_video(seed=6, grid=4, frames=20, cell=24).frames
-    grays = np.concatenate([first, second]).mean(axis=-1).astype(np.uint8)
-    assert detect_shots(grays) == [(0, 30), (30, 50)]
+    second = make_twin_video(seed=6, grid=4, frames=70, cell=24).frames
+    return write_video(np.concatenate([first, second]), tmp_path_factory.mktemp("cut") / "cut.avi")
+
+
+def test_shot_cuts_split_a_video_at_the_cut(clip_with_cut):
+    reader, _ = read_windows(clip_with_cut, window=20, stride=20)
+    assert reader.shots == [(0, 30), (30, 100)]
 
 
 def test_real_scene_cuts_are_found_in_bikes(sample_video):
-    video = decode_video(describe_source(sample_video("bikes.mp4")), max_side=320)
-    shots = detect_shots(video.grays)
-    assert len(shots) >= 4
-    assert shots[0][0] == 0 and shots[-1][1] == 250
+    reader = VideoReader(describe_source(sample_video("bikes.mp4")), 320)
+    assert [window.start for window in reader.windows(30, 30)] == [0, 30, 76, 106, 137, 187]
+    assert reader.shots == [(0, 30), (30, 76), (76, 137), (137, 187), (187, 242), (242, 250)]
 
 
-def test_windows_stay_inside_shots_with_the_stride():
-    assert window_starts([(0, 30), (30, 100)], window=20, stride=10) == [0, 10, 30, 40, 50, 60, 70, 80]
-    assert window_starts([(0, 19)], window=20, stride=20) == []
+@pytest.mark.parametrize(
+    "window, stride, starts",
+    [(20, 10, [0, 10, 30, 40, 50, 60, 70, 80]), (20, 20, [0, 30, 50, 70]), (20, 35, [0, 30, 65]), (31, 31, [30, 61])],
+)
+def test_windows_stay_inside_shots_with_the_stride(clip_with_cut, window, stride, starts):
+    assert read_windows(clip_with_cut, window, stride)[1] == starts
+
+
+def test_windows_hold_the_frames_they_start_at(clip_with_cut):
+    _, frames, _ = read_all(clip_with_cut)
+    reader = VideoReader(describe_source(clip_with_cut), None)
+    for window in reader.windows(20, 15):
+        assert len(window.frames) == len(window.grays) == 20
+        np.testing.assert_array_equal(window.frames[0], frames[window.start])
+        np.testing.assert_array_equal(window.frames[-1], frames[window.start + 19])
 
 
 @pytest.mark.parametrize(
@@ -106,20 +133,19 @@ def test_each_bad_video_is_refused_with_its_file_and_reason(bad_videos, reason):
         pytest.skip("no way to make an unreadable file here")
     path = bad_videos[reason]
     with pytest.raises(VideoInputError) as caught:
-        source = describe_source(path)
-        video = decode_video(source, max_side=None)
-        check_content(source, video, 24, window_starts(detect_shots(video.grays), 24, 24))
+        reader, _ = read_windows(path, 24, 24)
+        reader.check_content(24)
     assert caught.value.reason is SkipReason(reason)
     assert path.name in str(caught.value)
 
 
 def test_a_good_clip_passes_the_content_checks(fast_clip):
-    source = describe_source(fast_clip)
-    video = decode_video(source, max_side=None)
-    check_content(source, video, 24, window_starts(detect_shots(video.grays), 24, 24))
+    reader, starts = read_windows(fast_clip, 24, 24)
+    reader.check_content(24)
+    assert starts == [0, 24]
 
 
 def test_an_mp4_written_by_opencv_decodes(tmp_path):
     frames = make_twin_video(seed=7, grid=4, frames=12, cell=24).frames
-    video = decode_video(describe_source(write_video(frames, tmp_path / "clip.mp4")), max_side=None)
-    assert len(video.frames) == 12 and video.frames[0].shape == (96, 96, 3)
+    _, decoded, _ = read_all(write_video(frames, tmp_path / "clip.mp4"))
+    assert len(decoded) == 12 and decoded[0].shape == (96, 96, 3)
