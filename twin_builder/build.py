@@ -34,7 +34,7 @@ class Shard:
     count: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """Parses ``i/n`` (0 <= i < n).
 
         Raises:

@@ -44,35 +44,75 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Mine twin patches from videos (files, folders of videos, folders of frames) into a twin store. "
         "Re-running with the same parameters resumes; unusable videos are reported and skipped.",
     )
-    build.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video file, folder of videos or of frames")
+    build.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="video file, folder of videos or of frames"
+    )
     build.add_argument("--out", required=True, type=Path, help="store directory (new, or a store to resume)")
     build.add_argument("--grid", type=int, default=DEFAULTS.grid, help="patches per side, G (default %(default)s)")
     build.add_argument("--window", type=int, default=DEFAULTS.window, help="frames per window, T (default %(default)s)")
     build.add_argument("--stride", type=_positive_int, help="frames between window starts (default: --window)")
-    build.add_argument("--points-per-cell", type=_positive_int, default=DEFAULTS.points_per_cell,
-                       help="tracked points per patch (default %(default)s)")
-    build.add_argument("--fb-threshold", type=float, default=DEFAULTS.fb_threshold,
-                       help="forward-backward tracking error limit, px (default %(default)s)")
-    build.add_argument("--camera", choices=[m.value for m in CameraModel], default=DEFAULTS.camera,
-                       help="camera-motion model removed from the tracks (default %(default)s)")
-    build.add_argument("--estimator", choices=ESTIMATORS, default=DEFAULTS.estimator,
-                       help="MI estimator (default %(default)s)")
+    build.add_argument(
+        "--points-per-cell",
+        type=_positive_int,
+        default=DEFAULTS.points_per_cell,
+        help="tracked points per patch (default %(default)s)",
+    )
+    build.add_argument(
+        "--fb-threshold",
+        type=float,
+        default=DEFAULTS.fb_threshold,
+        help="forward-backward tracking error limit, px (default %(default)s)",
+    )
+    build.add_argument(
+        "--camera",
+        choices=[m.value for m in CameraModel],
+        default=DEFAULTS.camera,
+        help="camera-motion model removed from the tracks (default %(default)s)",
+    )
+    build.add_argument(
+        "--estimator", choices=ESTIMATORS, default=DEFAULTS.estimator, help="MI estimator (default %(default)s)"
+    )
     build.add_argument("--k", type=_positive_int, default=DEFAULTS.k, help="k-th neighbour (default %(default)s)")
-    build.add_argument("--theiler", type=int, default=DEFAULTS.theiler, help="Theiler window, frames (default %(default)s)")
-    build.add_argument("--selection", choices=SELECTIONS, default=DEFAULTS.selection,
-                       help="mi: twin = patch of highest MI; random: the random-patch baseline (default %(default)s)")
+    build.add_argument(
+        "--theiler", type=int, default=DEFAULTS.theiler, help="Theiler window, frames (default %(default)s)"
+    )
+    build.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default=DEFAULTS.selection,
+        help="mi: twin = patch of highest MI; random: the random-patch baseline (default %(default)s)",
+    )
     build.add_argument("--mi-floor", type=float, help="with --selection mi, keep twins above this MI (nats)")
-    build.add_argument("--max-side", type=int, default=DEFAULTS.max_side,
-                       help="downscale frames to this longest side, px; 0 keeps the original (default %(default)s)")
-    build.add_argument("--cut-threshold", type=float, default=DEFAULT_CUT_THRESHOLD,
-                       help="shot cut: mean absolute grey-level change between frames (default %(default)s)")
-    build.add_argument("--crops-per-window", type=_positive_int, default=DEFAULTS.crops_per_window,
-                       help="frames per window at which patch crops are taken (default %(default)s)")
+    build.add_argument(
+        "--max-side",
+        type=int,
+        default=DEFAULTS.max_side,
+        help="downscale frames to this longest side, px; 0 keeps the original (default %(default)s)",
+    )
+    build.add_argument(
+        "--cut-threshold",
+        type=float,
+        default=DEFAULT_CUT_THRESHOLD,
+        help="shot cut: mean absolute grey-level change between frames (default %(default)s)",
+    )
+    build.add_argument(
+        "--crops-per-window",
+        type=_positive_int,
+        default=DEFAULTS.crops_per_window,
+        help="frames per window at which patch crops are taken (default %(default)s)",
+    )
     build.add_argument("--patch-size", type=int, help="crop side in processed px (default: grid cell side)")
-    build.add_argument("--crop-size", type=int, default=DEFAULTS.crop_size,
-                       help="side of the written patch images, px (default %(default)s)")
-    build.add_argument("--depth-provider", metavar="MODULE:FACTORY",
-                       help="depth provider giving a third motion coordinate (default: 2-D)")
+    build.add_argument(
+        "--crop-size",
+        type=int,
+        default=DEFAULTS.crop_size,
+        help="side of the written patch images, px (default %(default)s)",
+    )
+    build.add_argument(
+        "--depth-provider",
+        metavar="MODULE:FACTORY",
+        help="depth provider giving a third motion coordinate (default: 2-D)",
+    )
     build.add_argument("--workers", type=_positive_int, default=1, help="processes over videos (default %(default)s)")
     build.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
     build.add_argument("--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n")

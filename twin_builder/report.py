@@ -92,15 +92,18 @@ def inspect_store(store: Path) -> str:
     twin_mi, pair_mi, per_video = [], [], []
     for record in manifest["videos"]:
         if record["status"] != "built":
-            per_video.append(f"  {record['id']:<32} {record['name']:<28} skipped: {record['skip_reason']} ({record['detail']})")
+            per_video.append(
+                f"  {record['id']:<32} {record['name']:<28} skipped: {record['skip_reason']} ({record['detail']})"
+            )
             continue
         video_twin_mi, video_pair_mi = twin_and_pair_mi(load_analysis(store, record["id"]))
         twin_mi.append(video_twin_mi)
         pair_mi.append(video_pair_mi)
         mean_twin = f"{video_twin_mi.mean():.3f}" if len(video_twin_mi) else "-"
+        valid_share = _percent(record["valid_patches"], record["patches"])
         per_video.append(
             f"  {record['id']:<32} {record['name']:<28} windows {record['windows']:4d}  "
-            f"valid {record['valid_patches']:5d}/{record['patches']:<5d} ({_percent(record['valid_patches'], record['patches'])})  "
+            f"valid {record['valid_patches']:5d}/{record['patches']:<5d} ({valid_share})  "
             f"pairs {record['pairs']:6d}  mean twin MI {mean_twin}"
         )
     all_twin_mi = np.concatenate([[], *twin_mi])

@@ -36,7 +36,9 @@ def choose_windows(analysis: dict[str, np.ndarray], count: int) -> list[int]:
     return sorted(best)
 
 
-def _draw_mi_matrix(figure, axis, mi: np.ndarray, valid: np.ndarray, twins: np.ndarray, grid: int, estimator: str) -> None:
+def _draw_mi_matrix(
+    figure, axis, mi: np.ndarray, valid: np.ndarray, twins: np.ndarray, grid: int, estimator: str
+) -> None:
     """Heatmap of the MI between the valid patches, each row's selected twin ringed in white."""
     kept = np.flatnonzero(valid)
     if len(kept) < 2:
@@ -54,7 +56,9 @@ def _draw_mi_matrix(figure, axis, mi: np.ndarray, valid: np.ndarray, twins: np.n
     ticks = np.arange(0, len(kept), step)
     axis.set_xticks(ticks, [labels[t] for t in ticks], fontsize=7, rotation=90)
     axis.set_yticks(ticks, [labels[t] for t in ticks], fontsize=7)
-    axis.set_title(f"MI between the {len(kept)} valid patches ({estimator}, nats)\nwhite ring: the row's twin", fontsize=10)
+    axis.set_title(
+        f"MI between the {len(kept)} valid patches ({estimator}, nats)\nwhite ring: the row's twin", fontsize=10
+    )
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="MI (nats)")
 
 
@@ -113,15 +117,23 @@ def render_store(store: Path, out: Path, video_id: str | None = None, windows: i
             frame_axis.plot(*centres[[i, j]].T, color=colour, lw=1.5)
             if np.isfinite(mi[i, j]):
                 middle = centres[[i, j]].mean(axis=0)
-                frame_axis.text(*middle, f"{mi[i, j]:.2f}", color="white", fontsize=8, ha="center",
-                                bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0})
+                frame_axis.text(
+                    *middle,
+                    f"{mi[i, j]:.2f}",
+                    color="white",
+                    fontsize=8,
+                    ha="center",
+                    bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "lw": 0},
+                )
         start = int(analysis["window_start"][window])
         frame_axis.set_title(
             f"{record['name']}  window at frame {start}: {int(valid.sum())}/{len(valid)} valid patches, "
             f"{int((analysis['twins'][window] >= 0).sum())} twins"
         )
         frame_axis.axis("off")
-        _draw_mi_matrix(figure, matrix_axis, mi, valid, analysis["twins"][window], grid, manifest["params"]["estimator"])
+        _draw_mi_matrix(
+            figure, matrix_axis, mi, valid, analysis["twins"][window], grid, manifest["params"]["estimator"]
+        )
     figure.suptitle(
         "boxes of one colour joined by a line: a patch and its twin (label: MI in nats); "
         "white dots: valid patches; grey x: patches lost by tracking or without enough motion",

@@ -304,7 +304,9 @@ def merge_stores(stores: list[Path], out: Path) -> dict:
     params = manifests[0]["params"]
     for store, manifest in zip(stores[1:], manifests[1:]):
         if manifest["params"] != params:
-            changed = sorted(k for k in params.keys() | manifest["params"].keys() if params.get(k) != manifest["params"].get(k))
+            changed = sorted(
+                k for k in params.keys() | manifest["params"].keys() if params.get(k) != manifest["params"].get(k)
+            )
             raise StoreError(f"{store}: built with other parameters than {stores[0]} (differ: {', '.join(changed)})")
     writer = TwinStoreWriter(out, params)
     writer.begin()

@@ -174,9 +174,7 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
         elif frame_files(given):
             candidates = [given]
         else:
-            candidates = sorted(
-                p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-            )
+            candidates = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
             candidates += sorted(p for p in given.rglob("*") if p.is_dir() and frame_files(p))
             if not candidates:
                 raise InputDiscoveryError(f"{given}: folder holds no frames and no video files")
@@ -274,7 +272,9 @@ class VideoReader:
                 self.original_size = size
             elif size != self.original_size:
                 raise VideoInputError(
-                    source.path, SkipReason.CORRUPT, f"frame {self.frame_count} is {size}, the first is {self.original_size}"
+                    source.path,
+                    SkipReason.CORRUPT,
+                    f"frame {self.frame_count} is {size}, the first is {self.original_size}",
                 )
             small, self.scale = _downscale(bgr, self.max_side)
             gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
@@ -320,7 +320,9 @@ class VideoReader:
             kept_grays.append(gray)
             while next_start + window <= index + 1:
                 offset = next_start - kept_from
-                yield WindowFrames(next_start, kept_frames[offset : offset + window], kept_grays[offset : offset + window])
+                yield WindowFrames(
+                    next_start, kept_frames[offset : offset + window], kept_grays[offset : offset + window]
+                )
                 self._windows_given += 1
                 next_start += stride
                 # Frames before the next window's start are never needed again.

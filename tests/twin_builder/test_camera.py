@@ -83,6 +83,8 @@ def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip
 
 def test_a_real_pan_is_measured_on_a_shifted_sample_frame(sample_video):
     frame = _grays(sample_video("bigbuckbunny.mp4"), max_side=320)[0]
-    shifted = cv2.warpAffine(frame, np.float32([[1, 0, 3.0], [0, 1, -2.0]]), frame.shape[::-1], borderMode=cv2.BORDER_REFLECT)
+    shifted = cv2.warpAffine(
+        frame, np.float32([[1, 0, 3.0], [0, 1, -2.0]]), frame.shape[::-1], borderMode=cv2.BORDER_REFLECT
+    )
     transform = estimate_camera_motion(np.stack([frame, shifted]), CameraModel.TRANSLATION)[0]
     np.testing.assert_allclose(transform[:2, 2], (3.0, -2.0), atol=0.1)

@@ -22,7 +22,9 @@ def sample_store(tmp_path_factory, sample_video, bad_videos):
     for path in bad_videos.values():
         (inputs / path.name).symlink_to(path)
     store = tmp_path_factory.mktemp("stores") / "sample"
-    status = main(["build", str(inputs), "--out", str(store), "--grid", "6", "--window", "40", "--max-side", "160", "--quiet"])
+    status = main(
+        ["build", str(inputs), "--out", str(store), "--grid", "6", "--window", "40", "--max-side", "160", "--quiet"]
+    )
     return store, status
 
 
@@ -39,7 +41,17 @@ def test_build_processes_the_good_video_and_reports_every_bad_one(sample_store, 
 
 
 def test_skipped_videos_are_named_with_their_reason_on_stderr(tmp_path, fast_clip, bad_videos, capsys):
-    status = main(["build", str(fast_clip), str(bad_videos["static"]), str(bad_videos["corrupt"]), "--out", str(tmp_path / "s"), *FAST])
+    status = main(
+        [
+            "build",
+            str(fast_clip),
+            str(bad_videos["static"]),
+            str(bad_videos["corrupt"]),
+            "--out",
+            str(tmp_path / "s"),
+            *FAST,
+        ]
+    )
     assert status == 0
     error = capsys.readouterr().err
     assert "skipped static.avi: static" in error
@@ -87,7 +99,9 @@ def test_a_frame_folder_builds_and_merge_combines_stores(tmp_path, frame_folder,
 
 
 def test_nothing_built_exits_1_and_leaves_no_manifest(tmp_path, bad_videos, capsys):
-    status = main(["build", str(bad_videos["static"]), str(bad_videos["all_black"]), "--out", str(tmp_path / "s"), *FAST])
+    status = main(
+        ["build", str(bad_videos["static"]), str(bad_videos["all_black"]), "--out", str(tmp_path / "s"), *FAST]
+    )
     assert status == 1
     assert "nothing could be built" in capsys.readouterr().err
     assert not (tmp_path / "s" / "manifest.json").exists()

@@ -73,11 +73,16 @@ def test_rows_reference_their_crops_and_carry_the_mi(fast_clip, fast_params):
     assert output.rows
     video_id = describe_source(fast_clip).video_id
     for row in output.rows:
-        assert row["pair_id"] == f"{video_id}:w{row['window_start']}:f{row['frame']}:r{row['anchor_row']}c{row['anchor_col']}"
+        assert (
+            row["pair_id"]
+            == f"{video_id}:w{row['window_start']}:f{row['frame']}:r{row['anchor_row']}c{row['anchor_col']}"
+        )
         assert row["anchor_file"] in output.patches and row["twin_file"] in output.patches
         assert (row["anchor_row"], row["anchor_col"]) != (row["twin_row"], row["twin_col"])
         assert float(row["mi"]) == pytest.approx(
-            output.windows[row["window_start"] // 24].mi[row["anchor_row"] * 4 + row["anchor_col"], row["twin_row"] * 4 + row["twin_col"]],
+            output.windows[row["window_start"] // 24].mi[
+                row["anchor_row"] * 4 + row["anchor_col"], row["twin_row"] * 4 + row["twin_col"]
+            ],
             abs=1e-5,
         )
     assert len({row["pair_id"] for row in output.rows}) == len(output.rows)

@@ -40,7 +40,11 @@ def test_a_build_writes_a_complete_store_whose_files_all_exist(tmp_path, three_c
     assert [v["status"] for v in manifest["videos"]] == ["built"] * 3
     assert all(len(v["sha256"]) == 64 and v["size"] > 0 for v in manifest["videos"])
     rows = read_pairs_csv(store / "pairs.csv")
-    assert len(rows) == manifest["counts"]["pairs"] == sum(len(r) for r in [read_pairs_csv(p) for p in (store / "videos").glob("*/pairs.csv")])
+    assert (
+        len(rows)
+        == manifest["counts"]["pairs"]
+        == sum(len(r) for r in [read_pairs_csv(p) for p in (store / "videos").glob("*/pairs.csv")])
+    )
     assert tuple(rows[0]) == ALL_COLUMNS
     assert len({row["pair_id"] for row in rows}) == len(rows)
     for row in rows:
@@ -88,8 +92,24 @@ def test_a_build_killed_mid_way_resumes(tmp_path, fast_clip, sample_video, fast_
     shutil.copy(fast_clip, inputs / "a_first.avi")
     shutil.copy(sample_video("bigbuckbunny.mp4"), inputs / "z_slow.mp4")
     store = tmp_path / "store"
-    command = [sys.executable, "-m", "twin_builder.cli", "build", str(inputs), "--out", str(store),
-               "--grid", "4", "--window", "24", "--max-side", "0", "--crop-size", "16", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "twin_builder.cli",
+        "build",
+        str(inputs),
+        "--out",
+        str(store),
+        "--grid",
+        "4",
+        "--window",
+        "24",
+        "--max-side",
+        "0",
+        "--crop-size",
+        "16",
+        "--quiet",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not list((store / "videos").glob("a_first-*/video.json")) and time.monotonic() < deadline:
@@ -135,7 +155,9 @@ def test_same_inputs_and_seed_give_byte_identical_pairs(tmp_path, three_clips, f
 def test_shards_split_the_videos_and_merge_into_the_full_store(tmp_path, three_clips, fast_params):
     build_store(three_clips, tmp_path / "full", fast_params, progress=False)
     shards = [tmp_path / "part0", tmp_path / "part1"]
-    reports = [build_store(three_clips, path, fast_params, shard=Shard(i, 2), progress=False) for i, path in enumerate(shards)]
+    reports = [
+        build_store(three_clips, path, fast_params, shard=Shard(i, 2), progress=False) for i, path in enumerate(shards)
+    ]
     built = [sorted(r["id"] for r in report.built) for report in reports]
     assert sorted(built[0] + built[1]) == sorted(v["id"] for v in read_manifest(tmp_path / "full")["videos"])
     present = [path for path in shards if (path / "manifest.json").exists()]
