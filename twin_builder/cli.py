@@ -21,7 +21,7 @@ from pathlib import Path
 from twin_builder.build import Shard, build_store
 from twin_builder.camera import CameraModel
 from twin_builder.depth import load_depth_provider
-from twin_builder.pipeline import ESTIMATORS, SELECTIONS, BuildParams
+from twin_builder.pipeline import ESTIMATORS, FEATURES, SELECTIONS, BuildParams
 from twin_builder.report import inspect_store
 from twin_builder.show import render_store
 from twin_builder.store import StoreError, merge_stores
@@ -68,6 +68,12 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=[m.value for m in CameraModel],
         default=DEFAULTS.camera,
         help="camera-motion model removed from the tracks (default %(default)s)",
+    )
+    build.add_argument(
+        "--features",
+        choices=FEATURES,
+        default=DEFAULTS.features,
+        help="MI samples: per-frame displacement or position along the window (default %(default)s)",
     )
     build.add_argument(
         "--estimator", choices=ESTIMATORS, default=DEFAULTS.estimator, help="MI estimator (default %(default)s)"
@@ -127,6 +133,7 @@ def _build_params(args: argparse.Namespace) -> BuildParams:
         points_per_cell=args.points_per_cell,
         fb_threshold=args.fb_threshold,
         camera=args.camera,
+        features=args.features,
         estimator=args.estimator,
         k=args.k,
         theiler=args.theiler,

@@ -30,6 +30,7 @@ from twin_builder.video import (
 )
 
 SELECTIONS = ("mi", "random")
+FEATURES = ("displacement", "position")
 ESTIMATORS = ("ksg", "3kl")
 THUMBNAIL_SIDE = 320
 # Smallest grid cell side in processed pixels: a corner detector needs a 7 px block inside it.
@@ -47,6 +48,9 @@ class BuildParams:
         points_per_cell: representative points tracked per patch (m); motion samples are 2m-D.
         fb_threshold: forward-backward error limit in pixels.
         camera: camera-motion model removed from the tracks.
+        features: the motion samples MI is estimated on: ``displacement`` (per-frame
+            camera-compensated displacement, the default) or ``position`` (camera-compensated
+            position relative to the window's first frame, i.e. the running sum of displacements).
         estimator: ``ksg`` (KSG-1) or ``3kl``.
         k: k-th neighbour of the estimator.
         theiler: Theiler window in frames.
@@ -67,6 +71,7 @@ class BuildParams:
     points_per_cell: int = 1
     fb_threshold: float = 1.0
     camera: str = CameraModel.SIMILARITY.value
+    features: str = "displacement"
     estimator: str = "ksg"
     k: int = 3
     theiler: int = 3
@@ -95,6 +100,8 @@ class BuildParams:
             problems.append(f"points-per-cell must be >= 1, got {self.points_per_cell}")
         if self.selection not in SELECTIONS:
             problems.append(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.features not in FEATURES:
+            problems.append(f"features must be one of {FEATURES}, got {self.features!r}")
         if self.estimator not in ESTIMATORS:
             problems.append(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if self.camera not in {model.value for model in CameraModel}:
@@ -232,7 +239,7 @@ def motion_samples(
         depth: optional depth provider.
 
     Returns:
-        (P, T-1, m*d) float64 samples, d = 2 (dx, dy) or 3 (dx, dy, dz).
+        (P, T-1, m*d) float64 samples in px per frame, d = 2 (dx, dy) or 3 (dx, dy, dz).
     """
     motion = residual_motion(positions, transforms)
     if depth is not None:
@@ -267,7 +274,11 @@ def analyse_window(
     positions, tracked = track_window(window.grays, seeds, LucasKanade(fb_threshold=params.fb_threshold))
     transforms = estimate_camera_motion(window.grays, CameraModel(params.camera))
     samples = motion_samples(positions, transforms, window.frames, depth)
+    # "Enough entropy" is judged on the displacements: a still patch's running sum of tracking
+    # noise wanders and would pass a spread test on positions.
     valid = tracked & motion_entropy_mask(samples, k=params.k)
+    if params.features == "position":
+        samples = np.cumsum(samples, axis=1)
     mi = np.full((len(valid), len(valid)), np.nan, dtype=np.float32)
     candidates = np.flatnonzero(valid)
     if len(candidates) >= 2:

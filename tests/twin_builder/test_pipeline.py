@@ -50,6 +50,14 @@ def test_without_camera_compensation_a_moving_camera_makes_static_cells_valid(sy
     assert window.valid[~truth.moving.reshape(-1)].any()
 
 
+def test_position_features_find_the_twins_and_still_reject_static_cells(synthetic_clip):
+    path, truth = synthetic_clip(seed=1, camera_shift_px=6.0)
+    params = BuildParams(grid=4, window=120, max_side=None, features="position")
+    (window,) = process_video(describe_source(path), params).windows
+    assert twin_accuracy(window.twins, truth) >= 0.95
+    assert not window.valid[~truth.moving.reshape(-1)].any()
+
+
 def test_several_points_per_cell_still_find_the_twins(synthetic_clip):
     path, truth = synthetic_clip(seed=0)
     params = BuildParams(grid=4, window=120, max_side=None, points_per_cell=2)
