@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from importlib.metadata import version
 from typing import Any
 
@@ -34,6 +35,35 @@ from lightning.pytorch.strategies.ddp import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 from solo.utils.auto_resumer import AutoResumer
 from solo.utils.misc import omegaconf_select
+
+
+def config_path_from_cwd(argv: list[str]) -> list[str]:
+    """Makes a relative ``--config-path`` / ``-cp`` absolute from the working directory.
+
+    Hydra resolves a relative config path against the file that declares ``@hydra.main``; for
+    solo-learn's scripts that is the repository root, where users run them. An installed command
+    lives elsewhere, so ``infoaug-pretrain --config-path solo_configs/pretrain/cifar`` is taken from
+    the working directory here, like solo-learn's habit. ``pkg://`` and ``file://`` paths are kept.
+
+    Args:
+        argv: the command line (``sys.argv``).
+
+    Returns:
+        The command line with the config path made absolute.
+    """
+    resolved = list(argv)
+    for index, arg in enumerate(resolved):
+        name, equals, value = arg.partition("=")
+        if name not in ("--config-path", "-cp"):
+            continue
+        if not equals:
+            if index + 1 == len(resolved):
+                break
+            index, value = index + 1, resolved[index + 1]
+        if "://" not in value and not os.path.isabs(value):
+            value = os.path.abspath(value)
+        resolved[index] = f"{name}={value}" if equals else value
+    return resolved
 
 
 def check_knn_eval(cfg: DictConfig) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import hydra
 import torch
@@ -49,7 +50,12 @@ from solo.utils.misc import make_contiguous
 from timm.data.mixup import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
-from infoaug_plugin.cli.common import build_trainer, build_wandb_logger, find_resume_checkpoint
+from infoaug_plugin.cli.common import (
+    build_trainer,
+    build_wandb_logger,
+    config_path_from_cwd,
+    find_resume_checkpoint,
+)
 
 try:
     from solo.data.dali_dataloader import ClassificationDALIDataModule
@@ -211,9 +217,15 @@ def linear(cfg: DictConfig) -> Trainer:
 
 
 @hydra.main(version_base="1.2", config_path=None)
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point of ``infoaug-linear``."""
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra task of ``infoaug-linear``."""
     linear(cfg)
+
+
+def main() -> None:
+    """Console entry point of ``infoaug-linear`` (``--config-path`` relative to the working directory)."""
+    sys.argv = config_path_from_cwd(sys.argv)
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Optional
 
 import hydra
@@ -59,6 +60,7 @@ from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
     check_knn_eval,
+    config_path_from_cwd,
     find_resume_checkpoint,
 )
 from infoaug_plugin.data import (
@@ -384,9 +386,15 @@ def pretrain(cfg: DictConfig) -> Trainer:
 
 
 @hydra.main(version_base="1.2", config_path=None)
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point of ``infoaug-pretrain``."""
+def hydra_main(cfg: DictConfig) -> None:
+    """Hydra task of ``infoaug-pretrain``."""
     pretrain(cfg)
+
+
+def main() -> None:
+    """Console entry point of ``infoaug-pretrain`` (``--config-path`` relative to the working directory)."""
+    sys.argv = config_path_from_cwd(sys.argv)
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from infoaug_plugin.cli.common import config_path_from_cwd
 from infoaug_plugin.cli.pretrain import pretrain
 from infoaug_plugin.data import TwinStoreError
 from twin_builder.store_format import MANIFEST_NAME, PAIRS_NAME
@@ -65,10 +67,11 @@ def _run(command: str, workdir: Path, *args: str) -> subprocess.CompletedProcess
     )
 
 
-def _pretrain_args(method: str, image_folder: Path, store: Path, crops: int) -> list[str]:
+def _pretrain_args(method: str, image_folder: Path, store: Path, crops: int, workdir: Path) -> list[str]:
+    """Arguments of a tiny CPU run; ``--config-path`` is relative to ``workdir``, as users type it."""
     return [
         "--config-path",
-        str(CONFIGS / "pretrain" / "custom"),
+        os.path.relpath(CONFIGS / "pretrain" / "custom", workdir),
         "--config-name",
         f"infoaug_{method}.yaml",
         f"data.train_path={image_folder / 'train'}",
@@ -97,7 +100,7 @@ def test_pretrain_with_torch_twins_then_linear_evaluation_of_its_checkpoint(
     pretrained = _run(
         "infoaug-pretrain",
         tmp_path,
-        *_pretrain_args("simclr", image_folder, store, crops=1),
+        *_pretrain_args("simclr", image_folder, store, crops=1, workdir=tmp_path),
         "infoaug.loader=torch",
         "method_kwargs.proj_hidden_dim=32",
         "method_kwargs.proj_output_dim=16",
@@ -112,7 +115,7 @@ def test_pretrain_with_torch_twins_then_linear_evaluation_of_its_checkpoint(
         "infoaug-linear",
         tmp_path,
         "--config-path",
-        str(CONFIGS / "linear" / "custom"),
+        os.path.relpath(CONFIGS / "linear" / "custom", tmp_path),
         "--config-name",
         "infoaug_simclr.yaml",
         f"data.train_path={image_folder / 'train'}",
@@ -130,7 +133,9 @@ def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(
 ) -> None:
     # Also keeps the YAML's GPU-style ``devices: [0]``, which the command turns into 1 on CPU.
     args = [
-        arg for arg in _pretrain_args("byol", image_folder, store, crops=2) if not arg.startswith("devices")
+        arg
+        for arg in _pretrain_args("byol", image_folder, store, crops=2, workdir=tmp_path)
+        if not arg.startswith("devices")
     ]
     pretrained = _run(
         "infoaug-pretrain",
@@ -156,7 +161,11 @@ def test_command_line_refuses_a_bad_store_before_training(
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / PAIRS_NAME).write_text((store / PAIRS_NAME).read_text())
-    refused = _run("infoaug-pretrain", tmp_path, *_pretrain_args("simclr", image_folder, broken, crops=1))
+    refused = _run(
+        "infoaug-pretrain",
+        tmp_path,
+        *_pretrain_args("simclr", image_folder, broken, crops=1, workdir=tmp_path),
+    )
     assert refused.returncode != 0
     assert f"twins store {broken}: manifest.json is missing" in refused.stderr
     assert not (tmp_path / "trained_models").exists() and not (tmp_path / "lightning_logs").exists()
@@ -207,10 +216,26 @@ def test_bad_store_is_refused_before_the_model_is_built(
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(CONFIGS / "pretrain" / "custom"), version_base="1.2"):
         cfg = compose(
-            "infoaug_simclr.yaml", overrides=_pretrain_args("simclr", image_folder, broken, crops=1)[4:]
+            "infoaug_simclr.yaml",
+            overrides=_pretrain_args("simclr", image_folder, broken, crops=1, workdir=tmp_path)[4:],
         )
     with pytest.raises(TwinStoreError) as refusal:
         pretrain(cfg)
     assert str(refusal.value).startswith(f"twins store {broken}: ")
     assert message in str(refusal.value)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["broken"]
+
+
+def test_relative_config_path_is_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["infoaug-pretrain", "--config-path", "cfg/a", "-cp=cfg/b", "--config-path=pkg://x.y", "k=v"]
+    assert config_path_from_cwd(argv) == [
+        "infoaug-pretrain",
+        "--config-path",
+        str(tmp_path / "cfg" / "a"),
+        f"-cp={tmp_path / 'cfg' / 'b'}",
+        "--config-path=pkg://x.y",
+        "k=v",
+    ]
