@@ -128,7 +128,7 @@ def render_store(store: Path, out: Path, video_id: str | None = None, windows: i
         start = int(analysis["window_start"][window])
         frame_axis.set_title(
             f"{record['name']}  window at frame {start}: {int(valid.sum())}/{len(valid)} valid patches, "
-            f"{int((analysis['twins'][window] >= 0).sum())} twins"
+            f"{int((analysis['twins'][window] >= 0).sum())} twins ({manifest['selection']} selection)"
         )
         frame_axis.axis("off")
         _draw_mi_matrix(
