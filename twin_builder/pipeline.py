@@ -134,6 +134,7 @@ class WindowAnalysis:
     Attributes:
         start: first frame of the window.
         centres: (P, 2) float32 patch centres (mean of its seeds) on the first frame, processed px.
+        textured: (P,) bool, False where a seed fell back to the cell centre (no corner found).
         tracked: (P,) bool, the patch's track survived the window.
         valid: (P,) bool, tracked and with enough motion entropy (the MI candidates).
         mi: (P, P) float32 MI matrix in nats, NaN where a patch is not valid.
@@ -142,6 +143,7 @@ class WindowAnalysis:
 
     start: int
     centres: np.ndarray
+    textured: np.ndarray
     tracked: np.ndarray
     valid: np.ndarray
     mi: np.ndarray
@@ -286,7 +288,8 @@ def analyse_window(
             samples[candidates], estimator=params.estimator, k=params.k, theiler=params.theiler, seed=seed
         )
     twins = select_twins(mi, valid, params.selection, params.mi_floor, seed)
-    analysis = WindowAnalysis(window.start, seeds.points.mean(axis=1), tracked, valid, mi, twins)
+    textured = seeds.textured.all(axis=1)
+    analysis = WindowAnalysis(window.start, seeds.points.mean(axis=1), textured, tracked, valid, mi, twins)
     return analysis, positions
 
 

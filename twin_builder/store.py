@@ -258,6 +258,7 @@ def _write_analysis(path: Path, output: VideoOutput) -> None:
             handle,
             window_start=np.array([w.start for w in windows], dtype=np.int64),
             centres=np.stack([w.centres for w in windows]).astype(np.float32),
+            textured=np.stack([w.textured for w in windows]),
             tracked=np.stack([w.tracked for w in windows]),
             valid=np.stack([w.valid for w in windows]),
             mi=np.stack([w.mi for w in windows]).astype(np.float32),

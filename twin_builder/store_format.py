@@ -40,7 +40,8 @@ how it was produced (``shards``, ``workers``, ``merged_from``).
 ``videos/<video_id>/analysis.npz`` arrays (W windows, P = G*G patches):
 
 - ``window_start`` (W,) int64; ``centres`` (W, P, 2) float32 patch centres (x, y) on the window's
-  first frame, processed pixels; ``tracked`` (W, P) bool, the track survived the window;
+  first frame, processed pixels; ``textured`` (W, P) bool, False where no corner was found in
+  the cell and its centre was tracked instead; ``tracked`` (W, P) bool, the track survived the window;
   ``valid`` (W, P) bool, tracked and with enough motion entropy; ``mi`` (W, P, P) float32 nats,
   NaN outside valid pairs; ``twins`` (W, P) int64 twin index or -1;
 - ``thumbnails`` (W, h, w, 3) uint8 RGB first frame of every window, longest side 320 pixels;

@@ -54,6 +54,7 @@ def test_a_build_writes_a_complete_store_whose_files_all_exist(tmp_path, three_c
     assert report.manifest == manifest
     with np.load(store / "videos" / rows[0]["video"] / "analysis.npz") as analysis:
         assert analysis["mi"].shape == (2, 16, 16) and analysis["thumbnails"].shape[0] == 2
+        assert analysis["textured"].shape == analysis["tracked"].shape == analysis["valid"].shape == (2, 16)
 
 
 def test_a_rerun_resumes_without_redoing_finished_videos(tmp_path, three_clips, fast_params):
