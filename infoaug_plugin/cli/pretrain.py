@@ -133,7 +133,10 @@ def prepare_twin_store(cfg: DictConfig) -> TwinStore:
     fill_loader_defaults(
         cfg.infoaug, batch_size=cfg.optimizer.batch_size, image_size=cfg.augmentations[0].crop_size
     )
-    return open_twin_store(cfg.infoaug.twins, min_pairs=cfg.infoaug.batch_size)
+    store = open_twin_store(cfg.infoaug.twins, min_pairs=cfg.infoaug.batch_size)
+    if cfg.infoaug.selection == "random":
+        store.window_patches()  # refuses a window without a second patch now, not after the build
+    return store
 
 
 def build_val_loader(cfg: DictConfig) -> Optional[DataLoader]:

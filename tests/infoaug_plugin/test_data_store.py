@@ -124,3 +124,18 @@ def test_duplicate_pair_ids_are_refused(store: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     assert "appears twice (rows 0 and 1)" in _refusal(store)
+
+
+def test_window_with_a_single_patch_is_refused_for_random_twins(store: Path) -> None:
+    with (store / PAIRS_NAME).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for index, row in enumerate(rows):  # one window per pair, its twin in the anchor's own cell
+        row["twin_row"], row["twin_col"] = row["anchor_row"], row["anchor_col"]
+        row["window_start"] = str(index)
+    with (store / PAIRS_NAME).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    twin_store = open_twin_store(store)
+    with pytest.raises(TwinStoreError, match="has a single patch; selection 'random' needs at least two"):
+        twin_store.window_patches()
