@@ -173,7 +173,13 @@ def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``twin-builder`` argument parser."""
-    parser = argparse.ArgumentParser(prog="twin-builder", description=__doc__.split("\n")[0])
+    summary, _, examples = __doc__.partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog="twin-builder",
+        description=summary.replace("``", ""),
+        epilog=examples.replace("::", ":"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_build_parser(subparsers)
     inspect = subparsers.add_parser("inspect", help="summarise a twin store")
