@@ -136,7 +136,9 @@ def build_store(
     def report(record: dict) -> None:
         if record["status"] == "skipped":
             skipped.append(record)
-            bar.write(f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}", file=sys.stderr)
+            bar.write(
+                f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}", file=sys.stderr
+            )
         else:
             built.append(record)
         bar.set_postfix_str(record["name"])

@@ -90,7 +90,9 @@ def detect_background_corners(gray: np.ndarray, max_corners: int = BACKGROUND_CO
     Returns:
         (N, 2) float32 (x, y) positions, N <= max_corners.
     """
-    corners = cv2.goodFeaturesToTrack(gray, maxCorners=max_corners, qualityLevel=0.01, minDistance=8, blockSize=7)
+    corners = cv2.goodFeaturesToTrack(
+        gray, maxCorners=max_corners, qualityLevel=0.01, minDistance=8, blockSize=7
+    )
     return np.zeros((0, 2), np.float32) if corners is None else corners.reshape(-1, 2)
 
 

@@ -41,16 +41,23 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     build = subparsers.add_parser(
         "build",
         help="mine twin patches from videos into a store",
-        description="Mine twin patches from videos (files, folders of videos, folders of frames) into a twin store. "
+        description="Mine twin patches from videos (files, folders of videos, folders of frames) "
+        "into a twin store. "
         "Re-running with the same parameters resumes; unusable videos are reported and skipped.",
     )
     build.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT", help="video file, folder of videos or of frames"
     )
     build.add_argument("--out", required=True, type=Path, help="store directory (new, or a store to resume)")
-    build.add_argument("--grid", type=int, default=DEFAULTS.grid, help="patches per side, G (default %(default)s)")
-    build.add_argument("--window", type=int, default=DEFAULTS.window, help="frames per window, T (default %(default)s)")
-    build.add_argument("--stride", type=_positive_int, help="frames between window starts (default: --window)")
+    build.add_argument(
+        "--grid", type=int, default=DEFAULTS.grid, help="patches per side, G (default %(default)s)"
+    )
+    build.add_argument(
+        "--window", type=int, default=DEFAULTS.window, help="frames per window, T (default %(default)s)"
+    )
+    build.add_argument(
+        "--stride", type=_positive_int, help="frames between window starts (default: --window)"
+    )
     build.add_argument(
         "--points-per-cell",
         type=_positive_int,
@@ -76,9 +83,14 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         help="MI samples: per-frame displacement or position along the window (default %(default)s)",
     )
     build.add_argument(
-        "--estimator", choices=ESTIMATORS, default=DEFAULTS.estimator, help="MI estimator (default %(default)s)"
+        "--estimator",
+        choices=ESTIMATORS,
+        default=DEFAULTS.estimator,
+        help="MI estimator (default %(default)s)",
     )
-    build.add_argument("--k", type=_positive_int, default=DEFAULTS.k, help="k-th neighbour (default %(default)s)")
+    build.add_argument(
+        "--k", type=_positive_int, default=DEFAULTS.k, help="k-th neighbour (default %(default)s)"
+    )
     build.add_argument(
         "--theiler", type=int, default=DEFAULTS.theiler, help="Theiler window, frames (default %(default)s)"
     )
@@ -119,9 +131,13 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="MODULE:FACTORY",
         help="depth provider giving a third motion coordinate (default: 2-D)",
     )
-    build.add_argument("--workers", type=_positive_int, default=1, help="processes over videos (default %(default)s)")
+    build.add_argument(
+        "--workers", type=_positive_int, default=1, help="processes over videos (default %(default)s)"
+    )
     build.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
-    build.add_argument("--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n")
+    build.add_argument(
+        "--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n"
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -166,7 +182,8 @@ def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     counts = report.manifest["counts"]
     print(
         f"{args.out}: {counts['pairs']} pairs from {counts['videos_built']} videos "
-        f"({len(report.built)} built now, {len(report.resumed)} already done, {counts['videos_skipped']} skipped)"
+        f"({len(report.built)} built now, {len(report.resumed)} already done, "
+        f"{counts['videos_skipped']} skipped)"
     )
     return 0
 
@@ -209,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             print(render_store(args.store, args.out, args.video, args.windows, args.max_links))
         else:
             manifest = merge_stores(args.stores, args.out)
-            print(f"{args.out}: {manifest['counts']['pairs']} pairs from {manifest['counts']['videos_built']} videos")
+            print(
+                f"{args.out}: {manifest['counts']['pairs']} pairs "
+                f"from {manifest['counts']['videos_built']} videos"
+            )
     except (StoreError, InputDiscoveryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

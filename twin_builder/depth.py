@@ -47,11 +47,15 @@ def load_depth_provider(spec: str) -> DepthProvider:
         raise ValueError(f"--depth-provider {spec!r}: {error}") from error
     provider = factory()
     if not isinstance(provider, DepthProvider):
-        raise ValueError(f"--depth-provider {spec!r}: {factory_name}() returned a non-callable {type(provider)}")
+        raise ValueError(
+            f"--depth-provider {spec!r}: {factory_name}() returned a non-callable {type(provider)}"
+        )
     return provider
 
 
-def depth_displacements(provider: DepthProvider, frames: Sequence[np.ndarray], positions: np.ndarray) -> np.ndarray:
+def depth_displacements(
+    provider: DepthProvider, frames: Sequence[np.ndarray], positions: np.ndarray
+) -> np.ndarray:
     """Per-frame depth change of tracked points: dz_t = z_t(p_t) - z_{t-1}(p_{t-1}).
 
     Args:
@@ -66,6 +70,8 @@ def depth_displacements(provider: DepthProvider, frames: Sequence[np.ndarray], p
     for t, frame in enumerate(frames):
         depth = np.asarray(provider(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), dtype=np.float32)
         flat = positions[t].reshape(1, -1, 2).astype(np.float32)
-        sampled = cv2.remap(depth, flat[..., 0], flat[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        sampled = cv2.remap(
+            depth, flat[..., 0], flat[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         depth_at_points[t] = sampled.reshape(positions.shape[1:-1])
     return np.diff(depth_at_points, axis=0)

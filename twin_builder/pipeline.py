@@ -92,7 +92,8 @@ class BuildParams:
         # A window gives window - 1 motion samples; the estimator needs k + 2 * theiler + 1.
         if self.window - 1 < self.k + 2 * self.theiler + 1:
             problems.append(
-                f"window must be >= k + 2*theiler + 2 = {self.k + 2 * self.theiler + 2} frames, got {self.window}"
+                f"window must be >= k + 2*theiler + 2 = {self.k + 2 * self.theiler + 2} frames, "
+                f"got {self.window}"
             )
         if self.stride is not None and self.stride < 1:
             problems.append(f"stride must be >= 1, got {self.stride}")
@@ -176,7 +177,9 @@ def window_seed(seed: int, video_id: str, start: int) -> int:
     return int(np.random.SeedSequence([seed, zlib.crc32(video_id.encode()), start]).generate_state(1)[0])
 
 
-def select_twins(mi: np.ndarray, valid: np.ndarray, selection: str, mi_floor: float | None, seed: int) -> np.ndarray:
+def select_twins(
+    mi: np.ndarray, valid: np.ndarray, selection: str, mi_floor: float | None, seed: int
+) -> np.ndarray:
     """Picks every valid patch's twin.
 
     Args:
@@ -293,7 +296,9 @@ def analyse_window(
     return analysis, positions
 
 
-def process_video(source: VideoSource, params: BuildParams, depth: DepthProvider | None = None) -> VideoOutput:
+def process_video(
+    source: VideoSource, params: BuildParams, depth: DepthProvider | None = None
+) -> VideoOutput:
     """Runs the whole pipeline on one video.
 
     Args:
@@ -319,13 +324,16 @@ def process_video(source: VideoSource, params: BuildParams, depth: DepthProvider
             raise VideoInputError(
                 source.path,
                 SkipReason.TOO_SMALL,
-                f"{width}x{height} px frames give grid cells under {MIN_CELL_SIDE} px with --grid {params.grid}",
+                f"{width}x{height} px frames give grid cells under {MIN_CELL_SIDE} px "
+                f"with --grid {params.grid}",
             )
         seed = window_seed(params.seed, source.video_id, window.start)
         analysis, positions = analyse_window(window, params, seed, depth)
         output.windows.append(analysis)
         patch_size = params.patch_size or min(height, width) // params.grid
-        _add_pairs(output, source.video_id, window, analysis, positions.mean(axis=2), offsets, patch_size, params)
+        _add_pairs(
+            output, source.video_id, window, analysis, positions.mean(axis=2), offsets, patch_size, params
+        )
         thumbnails.append(_thumbnail(window.frames[0]))
     reader.check_content(params.window)
     output.thumbnails = np.stack(thumbnails)
@@ -357,7 +365,9 @@ def _add_pairs(
             box = crop_box(tracked_centres[offset, patch], patch_size, width, height)
             x0, y0, x1, y1 = box
             crop = cv2.resize(
-                window.frames[offset][y0:y1, x0:x1], (params.crop_size, params.crop_size), interpolation=cv2.INTER_AREA
+                window.frames[offset][y0:y1, x0:x1],
+                (params.crop_size, params.crop_size),
+                interpolation=cv2.INTER_AREA,
             )
             relative = f"{PATCHES_DIR}/{video_id}/w{analysis.start:06d}_f{frame:06d}_r{row}c{col}.png"
             output.patches[relative] = crop

@@ -93,7 +93,8 @@ def inspect_store(store: Path) -> str:
     for record in manifest["videos"]:
         if record["status"] != "built":
             per_video.append(
-                f"  {record['id']:<32} {record['name']:<28} skipped: {record['skip_reason']} ({record['detail']})"
+                f"  {record['id']:<32} {record['name']:<28} "
+                f"skipped: {record['skip_reason']} ({record['detail']})"
             )
             continue
         video_twin_mi, video_pair_mi = twin_and_pair_mi(load_analysis(store, record["id"]))

@@ -50,19 +50,24 @@ def _draw_mi_matrix(
     position = {patch: index for index, patch in enumerate(kept)}
     for row, anchor in enumerate(kept):
         if twins[anchor] >= 0:
-            axis.scatter(position[twins[anchor]], row, s=30, facecolors="none", edgecolors="white", linewidths=1.2)
+            axis.scatter(
+                position[twins[anchor]], row, s=30, facecolors="none", edgecolors="white", linewidths=1.2
+            )
     labels = [f"r{patch // grid}c{patch % grid}" for patch in kept]
     step = max(1, len(kept) // 24)
     ticks = np.arange(0, len(kept), step)
     axis.set_xticks(ticks, [labels[t] for t in ticks], fontsize=7, rotation=90)
     axis.set_yticks(ticks, [labels[t] for t in ticks], fontsize=7)
     axis.set_title(
-        f"MI between the {len(kept)} valid patches ({estimator}, nats)\nwhite ring: the row's twin", fontsize=10
+        f"MI between the {len(kept)} valid patches ({estimator}, nats)\nwhite ring: the row's twin",
+        fontsize=10,
     )
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="MI (nats)")
 
 
-def render_store(store: Path, out: Path, video_id: str | None = None, windows: int = 2, max_links: int = 12) -> Path:
+def render_store(
+    store: Path, out: Path, video_id: str | None = None, windows: int = 2, max_links: int = 12
+) -> Path:
     """Draws a store's twins and MI matrices into a PNG.
 
     One row per window: its first frame with every patch centre (white: valid, grey: not valid)
@@ -113,7 +118,9 @@ def render_store(store: Path, out: Path, video_id: str | None = None, windows: i
             colour = colours(number % 20)
             for patch in (i, j):
                 x, y = centres[patch]
-                frame_axis.add_patch(Rectangle((x - half, y - half), 2 * half, 2 * half, fill=False, lw=2, ec=colour))
+                frame_axis.add_patch(
+                    Rectangle((x - half, y - half), 2 * half, 2 * half, fill=False, lw=2, ec=colour)
+                )
             frame_axis.plot(*centres[[i, j]].T, color=colour, lw=1.5)
             if np.isfinite(mi[i, j]):
                 middle = centres[[i, j]].mean(axis=0)

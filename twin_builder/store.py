@@ -64,7 +64,12 @@ def builder_version() -> str:
 
 def source_record(source: VideoSource) -> dict:
     """The manifest entry of a source before processing (``id``, ``name``, ``size``, ``sha256``)."""
-    return {"id": source.video_id, "name": source.path.name, "size": source.size_bytes, "sha256": source.sha256}
+    return {
+        "id": source.video_id,
+        "name": source.path.name,
+        "size": source.size_bytes,
+        "sha256": source.sha256,
+    }
 
 
 class TwinStoreWriter:
@@ -86,8 +91,12 @@ class TwinStoreWriter:
         if params_path.exists():
             existing = json.loads(params_path.read_text())
             if existing != params:
-                changed = sorted(key for key in existing.keys() | params.keys() if existing.get(key) != params.get(key))
-                details = ", ".join(f"{key}: store {existing.get(key)!r} vs now {params.get(key)!r}" for key in changed)
+                changed = sorted(
+                    key for key in existing.keys() | params.keys() if existing.get(key) != params.get(key)
+                )
+                details = ", ".join(
+                    f"{key}: store {existing.get(key)!r} vs now {params.get(key)!r}" for key in changed
+                )
                 raise StoreError(
                     f"{root}: store was built with other parameters ({details}); "
                     "use a new --out directory or the same parameters to resume"
@@ -130,7 +139,9 @@ class TwinStoreWriter:
         staged_video.mkdir(parents=True)
         for relative, image in output.patches.items():
             name = Path(relative).name
-            if not cv2.imwrite(str(staged_patches / name), image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
+            if not cv2.imwrite(
+                str(staged_patches / name), image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
+            ):
                 raise StoreError(f"{staged_patches / name}: PNG could not be written")
         write_pairs_csv(staged_video / PAIRS_NAME, output.rows)
         _write_analysis(staged_video / ANALYSIS_NAME, output)
@@ -306,9 +317,13 @@ def merge_stores(stores: list[Path], out: Path) -> dict:
     for store, manifest in zip(stores[1:], manifests[1:]):
         if manifest["params"] != params:
             changed = sorted(
-                k for k in params.keys() | manifest["params"].keys() if params.get(k) != manifest["params"].get(k)
+                k
+                for k in params.keys() | manifest["params"].keys()
+                if params.get(k) != manifest["params"].get(k)
             )
-            raise StoreError(f"{store}: built with other parameters than {stores[0]} (differ: {', '.join(changed)})")
+            raise StoreError(
+                f"{store}: built with other parameters than {stores[0]} (differ: {', '.join(changed)})"
+            )
     writer = TwinStoreWriter(out, params)
     writer.begin()
     for store, manifest in zip(stores, manifests):

@@ -38,7 +38,9 @@ class LucasKanade:
     iterations: int = 30
     epsilon: float = 0.01
 
-    def _flow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _flow(
+        self, source: np.ndarray, target: np.ndarray, points: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         moved, status, _ = cv2.calcOpticalFlowPyrLK(
             source,
             target,
@@ -74,7 +76,9 @@ class LucasKanade:
             fb_error = np.linalg.norm(returned - points, axis=1)
             ok &= ok_back & (fb_error < self.fb_threshold)
         height, width = current.shape
-        inside = (moved[:, 0] >= 0) & (moved[:, 0] <= width - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= height - 1)
+        inside = (
+            (moved[:, 0] >= 0) & (moved[:, 0] <= width - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= height - 1)
+        )
         return moved, ok & inside
 
 
@@ -140,13 +144,17 @@ def seed_grid_points(gray: np.ndarray, grid: int, points_per_cell: int = 1) -> G
         )
         if corners is not None:
             found = corners.reshape(-1, 2) + (x0, y0)
-            nearest = found[np.argsort(np.linalg.norm(found - centre, axis=1), kind="stable")[:points_per_cell]]
+            nearest = found[
+                np.argsort(np.linalg.norm(found - centre, axis=1), kind="stable")[:points_per_cell]
+            ]
             points[index, : len(nearest)] = nearest
             textured[index, : len(nearest)] = True
     return GridSeeds(points, textured, boxes)
 
 
-def track_window(grays: Sequence[np.ndarray], seeds: GridSeeds, tracker: LucasKanade) -> tuple[np.ndarray, np.ndarray]:
+def track_window(
+    grays: Sequence[np.ndarray], seeds: GridSeeds, tracker: LucasKanade
+) -> tuple[np.ndarray, np.ndarray]:
     """Tracks the seeds of every patch through the frames of one window.
 
     Args:

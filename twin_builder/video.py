@@ -174,7 +174,9 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
         elif frame_files(given):
             candidates = [given]
         else:
-            candidates = sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            candidates = sorted(
+                p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+            )
             candidates += sorted(p for p in given.rglob("*") if p.is_dir() and frame_files(p))
             if not candidates:
                 raise InputDiscoveryError(f"{given}: folder holds no frames and no video files")
@@ -239,7 +241,9 @@ class VideoReader:
         size: (width, height) of the processed frames in pixels.
     """
 
-    def __init__(self, source: VideoSource, max_side: int | None, cut_threshold: float = DEFAULT_CUT_THRESHOLD):
+    def __init__(
+        self, source: VideoSource, max_side: int | None, cut_threshold: float = DEFAULT_CUT_THRESHOLD
+    ):
         self.source = source
         self.max_side = max_side
         self.cut_threshold = cut_threshold
@@ -349,10 +353,14 @@ class VideoReader:
         if self.frame_count == 1:
             raise VideoInputError(path, SkipReason.ONE_FRAME, "a single frame has no motion")
         if self._bright_pixels <= 0.01 * self._sampled_pixels:
-            raise VideoInputError(path, SkipReason.ALL_BLACK, f"99% of pixels are <= {BLACK_LEVEL} grey levels")
+            raise VideoInputError(
+                path, SkipReason.ALL_BLACK, f"99% of pixels are <= {BLACK_LEVEL} grey levels"
+            )
         if not self._moving:
             raise VideoInputError(path, SkipReason.STATIC, "no pixel changes between frames")
         if self._windows_given == 0:
             raise VideoInputError(
-                path, SkipReason.TOO_FEW_FRAMES, f"{self.frame_count} frames, no shot holds a window of {window} frames"
+                path,
+                SkipReason.TOO_FEW_FRAMES,
+                f"{self.frame_count} frames, no shot holds a window of {window} frames",
             )

@@ -18,7 +18,10 @@ FAST_CLIP = {"grid": 4, "frames": 48, "cell": 24}
 
 @pytest.fixture
 def fast_params() -> BuildParams:
-    """Build parameters matching the fast clips (CLI: ``--grid 4 --window 24 --max-side 0 --crop-size 16``)."""
+    """Build parameters matching the fast clips.
+
+    CLI: ``--grid 4 --window 24 --max-side 0 --crop-size 16``.
+    """
     return BuildParams(grid=4, window=24, max_side=None, crop_size=16)
 
 
@@ -32,7 +35,9 @@ def synthetic_clip(tmp_path_factory) -> Callable[..., tuple[Path, SyntheticVideo
     def make(seed=0, camera_shift_px=0.0, frames=120, grid=4, cell=48, suffix=".avi"):
         key = (seed, camera_shift_px, frames, grid, cell, suffix)
         if key not in cache:
-            video = make_twin_video(grid=grid, frames=frames, cell=cell, seed=seed, camera_shift_px=camera_shift_px)
+            video = make_twin_video(
+                grid=grid, frames=frames, cell=cell, seed=seed, camera_shift_px=camera_shift_px
+            )
             name = f"twins_s{seed}_c{camera_shift_px:g}_t{frames}_g{grid}_p{cell}{suffix}"
             cache[key] = (write_video(video.frames, folder / name), video)
         return cache[key]

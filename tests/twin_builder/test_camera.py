@@ -39,7 +39,9 @@ def test_each_model_recovers_its_transform_despite_outliers(model, transform):
     after[:30] += np.random.default_rng(1).uniform(-20, 20, (30, 2)).astype(np.float32)  # moving objects
     fitted = fit_camera_transform(before, after, model)
     assert fitted is not None
-    np.testing.assert_allclose(fitted / fitted[2, 2], transform, atol=1e-3 if model is CameraModel.HOMOGRAPHY else 1e-2)
+    np.testing.assert_allclose(
+        fitted / fitted[2, 2], transform, atol=1e-3 if model is CameraModel.HOMOGRAPHY else 1e-2
+    )
 
 
 def test_too_few_points_give_no_estimate():
@@ -57,7 +59,9 @@ def test_an_inlier_fraction_below_half_gives_no_estimate():
 
 def test_model_none_gives_identities():
     frames = np.zeros((5, 32, 32), np.uint8)
-    np.testing.assert_array_equal(estimate_camera_motion(frames, CameraModel.NONE), np.repeat(np.eye(3)[None], 4, 0))
+    np.testing.assert_array_equal(
+        estimate_camera_motion(frames, CameraModel.NONE), np.repeat(np.eye(3)[None], 4, 0)
+    )
 
 
 def test_residual_motion_is_what_the_camera_does_not_explain():

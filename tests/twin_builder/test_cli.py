@@ -23,7 +23,19 @@ def sample_store(tmp_path_factory, sample_video, bad_videos):
         (inputs / path.name).symlink_to(path)
     store = tmp_path_factory.mktemp("stores") / "sample"
     status = main(
-        ["build", str(inputs), "--out", str(store), "--grid", "6", "--window", "40", "--max-side", "160", "--quiet"]
+        [
+            "build",
+            str(inputs),
+            "--out",
+            str(store),
+            "--grid",
+            "6",
+            "--window",
+            "40",
+            "--max-side",
+            "160",
+            "--quiet",
+        ]
     )
     return store, status
 
@@ -100,7 +112,14 @@ def test_a_frame_folder_builds_and_merge_combines_stores(tmp_path, frame_folder,
 
 def test_nothing_built_exits_1_and_leaves_no_manifest(tmp_path, bad_videos, capsys):
     status = main(
-        ["build", str(bad_videos["static"]), str(bad_videos["all_black"]), "--out", str(tmp_path / "s"), *FAST]
+        [
+            "build",
+            str(bad_videos["static"]),
+            str(bad_videos["all_black"]),
+            "--out",
+            str(tmp_path / "s"),
+            *FAST,
+        ]
     )
     assert status == 1
     assert "nothing could be built" in capsys.readouterr().err
@@ -139,7 +158,10 @@ def test_a_depth_provider_named_on_the_command_line_is_used(tmp_path, fast_clip,
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     store = tmp_path / "s"
-    assert main(["build", str(fast_clip), "--out", str(store), "--depth-provider", "ramp_depth:make", *FAST]) == 0
+    assert (
+        main(["build", str(fast_clip), "--out", str(store), "--depth-provider", "ramp_depth:make", *FAST])
+        == 0
+    )
     assert read_manifest(store)["params"]["depth_provider"] == "ramp_depth:make"
 
 

@@ -68,7 +68,9 @@ def test_a_rerun_resumes_without_redoing_finished_videos(tmp_path, three_clips, 
     assert report.manifest["counts"]["videos_built"] == 3
 
 
-def test_leftovers_of_an_interrupted_run_are_redone_and_never_read_as_complete(tmp_path, three_clips, fast_params):
+def test_leftovers_of_an_interrupted_run_are_redone_and_never_read_as_complete(
+    tmp_path, three_clips, fast_params
+):
     store = tmp_path / "store"
     build_store(three_clips, store, fast_params, progress=False)
     reference = (store / "pairs.csv").read_bytes()
@@ -147,17 +149,22 @@ def test_same_inputs_and_seed_give_byte_identical_pairs(tmp_path, three_clips, f
     for name, params in (("mi", fast_params), ("random", random_params)):
         build_store(three_clips, tmp_path / f"{name}1", params, progress=False)
         build_store(three_clips[::-1], tmp_path / f"{name}2", params, workers=2, progress=False)
-        assert (tmp_path / f"{name}1" / "pairs.csv").read_bytes() == (tmp_path / f"{name}2" / "pairs.csv").read_bytes()
+        assert (tmp_path / f"{name}1" / "pairs.csv").read_bytes() == (
+            tmp_path / f"{name}2" / "pairs.csv"
+        ).read_bytes()
     reseeded = BuildParams(**{**random_params.to_dict(), "seed": 1})
     build_store(three_clips, tmp_path / "random3", reseeded, progress=False)
-    assert (tmp_path / "random1" / "pairs.csv").read_bytes() != (tmp_path / "random3" / "pairs.csv").read_bytes()
+    assert (tmp_path / "random1" / "pairs.csv").read_bytes() != (
+        tmp_path / "random3" / "pairs.csv"
+    ).read_bytes()
 
 
 def test_shards_split_the_videos_and_merge_into_the_full_store(tmp_path, three_clips, fast_params):
     build_store(three_clips, tmp_path / "full", fast_params, progress=False)
     shards = [tmp_path / "part0", tmp_path / "part1"]
     reports = [
-        build_store(three_clips, path, fast_params, shard=Shard(i, 2), progress=False) for i, path in enumerate(shards)
+        build_store(three_clips, path, fast_params, shard=Shard(i, 2), progress=False)
+        for i, path in enumerate(shards)
     ]
     built = [sorted(r["id"] for r in report.built) for report in reports]
     assert sorted(built[0] + built[1]) == sorted(v["id"] for v in read_manifest(tmp_path / "full")["videos"])
@@ -171,7 +178,12 @@ def test_shards_split_the_videos_and_merge_into_the_full_store(tmp_path, three_c
 
 def test_merge_refuses_stores_with_other_parameters(tmp_path, fast_clip, second_fast_clip, fast_params):
     build_store([fast_clip], tmp_path / "a", fast_params, progress=False)
-    build_store([second_fast_clip], tmp_path / "b", BuildParams(**{**fast_params.to_dict(), "seed": 9}), progress=False)
+    build_store(
+        [second_fast_clip],
+        tmp_path / "b",
+        BuildParams(**{**fast_params.to_dict(), "seed": 9}),
+        progress=False,
+    )
     with pytest.raises(StoreError, match="differ: seed"):
         merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
 

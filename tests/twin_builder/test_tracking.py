@@ -15,7 +15,9 @@ def _texture(side: int, seed: int = 0) -> np.ndarray:
 
 def _translated(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     shift = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(image, shift, image.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        image, shift, image.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def test_grid_cells_tile_the_frame_row_major():

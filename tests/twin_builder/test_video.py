@@ -110,7 +110,12 @@ def test_real_scene_cuts_are_found_in_bikes(sample_video):
 
 @pytest.mark.parametrize(
     "window, stride, starts",
-    [(20, 10, [0, 10, 30, 40, 50, 60, 70, 80]), (20, 20, [0, 30, 50, 70]), (20, 35, [0, 30, 65]), (31, 31, [30, 61])],
+    [
+        (20, 10, [0, 10, 30, 40, 50, 60, 70, 80]),
+        (20, 20, [0, 30, 50, 70]),
+        (20, 35, [0, 30, 65]),
+        (31, 31, [30, 61]),
+    ],
 )
 def test_windows_stay_inside_shots_with_the_stride(clip_with_cut, window, stride, starts):
     assert read_windows(clip_with_cut, window, stride)[1] == starts
