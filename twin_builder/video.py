@@ -28,7 +28,8 @@ VIDEO_SUFFIXES = frozenset(
 # Shot cut: mean |grey_t - grey_{t-1}| (grey levels 0-255) above this. bikes.mp4 peaks at 84 at its
 # cuts against a median of 8 (MI_TRACKING_DATA.md section 2).
 DEFAULT_CUT_THRESHOLD = 30.0
-# All-black: at least 99% of the pixels of (up to 32 evenly sampled) frames are at most this grey level.
+# All-black: at least 99% of the pixels of every BRIGHTNESS_SAMPLE_EVERY-th frame are at most this
+# grey level.
 BLACK_LEVEL = 12
 BRIGHTNESS_SAMPLE_EVERY = 4
 # Static: in no pair of consecutive frames do more than STATIC_CHANGED_FRACTION of the pixels
@@ -243,7 +244,7 @@ class VideoReader:
 
     def __init__(
         self, source: VideoSource, max_side: int | None, cut_threshold: float = DEFAULT_CUT_THRESHOLD
-    ):
+    ) -> None:
         self.source = source
         self.max_side = max_side
         self.cut_threshold = cut_threshold
