@@ -1,0 +1,209 @@
+"""One evaluation run (a cell): pretraining, then linear evaluation of its checkpoint, resumable.
+
+Pretraining runs ``infoaug-pretrain`` (InfoAug variants) or the same code path without twins
+(the base method); linear evaluation runs the probe of :mod:`.probe` or ``infoaug-linear``, on one
+linear YAML (see :mod:`.launch`).
+
+Each cell has its own directory ``OUT/runs/<base>-<variant>-seed<S>/`` holding the two generated
+YAMLs, the commands (``commands.sh``), the two logs, the checkpoints and, once both steps have
+finished, ``result.json``. A cell with ``result.json`` is finished and is skipped on re-runs; a
+cell without it, or whose ``result.json`` was made under another configuration (its pretraining
+config, budget and hardware are recorded there), is run again from scratch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infoaug_plugin.evaluation.configs import Budget, Hardware, linear_config, pretrain_config
+from infoaug_plugin.evaluation.datasets import ExportedData
+from infoaug_plugin.evaluation.probe import PROBE_RESULT
+
+RESULT_NAME = "result.json"
+_LOG_TAIL_LINES = 25
+
+
+class RunError(RuntimeError):
+    """A step of a run failed; the message names the log file and quotes its end."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a comparison: a base method, a variant and a seed."""
+
+    base: str
+    variant: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """Directory name of the cell, ``<base>-<variant>-seed<S>``."""
+        return f"{self.base}-{self.variant}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What a finished cell measured.
+
+    Attributes:
+        base: base method.
+        variant: ``base``, ``mi`` or ``random``.
+        seed: seed of pretraining and linear evaluation.
+        top1: linear top-1 accuracy on the test split, in percent (probe or solo-learn's linear
+            evaluation, as the budget says).
+        pretrain_s: wall time of pretraining (the whole command), in seconds.
+        linear_s: wall time of linear evaluation (the whole command), in seconds.
+    """
+
+    base: str
+    variant: str
+    seed: int
+    top1: float
+    pretrain_s: float
+    linear_s: float
+
+
+def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
+    """Writes a config dict as YAML."""
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def command_line(step: str, config: Path) -> list[str]:
+    """The command that runs ``step`` on ``config`` through the export launcher.
+
+    Args:
+        step: ``pretrain`` (``infoaug-pretrain``), ``pretrain-base`` (a plain base method) or
+            ``linear`` (``infoaug-linear``).
+        config: the YAML file.
+
+    Returns:
+        The argument list.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "infoaug_plugin.evaluation.launch",
+        step,
+        "--config-path",
+        str(config.parent.resolve()),
+        "--config-name",
+        config.stem,
+    ]
+
+
+def _run_step(step: str, config: Path, cwd: Path) -> float:
+    """Runs one step with its output in ``cwd/<step>.log``; returns its wall time in seconds."""
+    log = cwd / f"{step}.log"
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        completed = subprocess.run(
+            command_line(step, config), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, check=False
+        )
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+        raise RunError(f"{step} failed (exit {completed.returncode}); see {log}:\n{tail}")
+    return elapsed
+
+
+def _newest_checkpoint(folder: Path) -> Path:
+    """The newest ``*.ckpt`` below ``folder``."""
+    checkpoints = sorted(folder.rglob("*.ckpt"), key=lambda path: path.stat().st_mtime)
+    if not checkpoints:
+        raise RunError(f"{folder}: no checkpoint was written")
+    return checkpoints[-1]
+
+
+def read_linear_top1(folder: Path) -> float:
+    """The last ``val_acc1`` that solo-learn's linear model logged below ``folder``.
+
+    Args:
+        folder: the linear step's working directory (Lightning's CSV logs are below it).
+
+    Returns:
+        Top-1 accuracy in percent.
+    """
+    values = []
+    for metrics in sorted(folder.rglob("metrics.csv"), key=lambda path: path.stat().st_mtime):
+        with metrics.open(newline="") as handle:
+            values += [float(row["val_acc1"]) for row in csv.DictReader(handle) if row.get("val_acc1")]
+    if not values:
+        raise RunError(f"{folder}: no val_acc1 in any metrics.csv of the linear evaluation")
+    return values[-1]
+
+
+def run_cell(
+    cell: Cell,
+    data: ExportedData,
+    twins: Path | None,
+    budget: Budget,
+    hardware: Hardware,
+    out_dir: Path,
+) -> tuple[CellResult, bool]:
+    """Runs (or reads back) one cell: pretraining, then linear evaluation of its checkpoint.
+
+    Args:
+        cell: what to run.
+        data: the exported data set.
+        twins: the twin store (for the InfoAug variants).
+        budget: the shared budget.
+        hardware: where it runs.
+        out_dir: output directory; the cell lives in ``out_dir/runs/<cell.key>``.
+
+    Returns:
+        ``(result, ran)``: ``ran`` is false when the cell had finished before.
+
+    Raises:
+        RunError: a step failed or wrote no result.
+    """
+    run_dir = out_dir / "runs" / cell.key
+    result_file = run_dir / RESULT_NAME
+    pretrain_cfg = pretrain_config(cell.base, cell.variant, data, twins, budget, hardware, cell.seed, run_dir)
+    fingerprint = json.loads(
+        json.dumps({"pretrain": pretrain_cfg, "budget": asdict(budget), "hardware": asdict(hardware)})
+    )
+    if result_file.is_file():
+        recorded = json.loads(result_file.read_text())
+        if recorded.get("fingerprint") == fingerprint:
+            return CellResult(**recorded["result"]), False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    linear_dir = run_dir / "linear"
+    linear_dir.mkdir(parents=True)
+    pretrain_yaml, linear_yaml = run_dir / "pretrain.yaml", linear_dir / "linear.yaml"
+    _write_yaml(pretrain_yaml, pretrain_cfg)
+    pretrain_step = "pretrain-base" if cell.variant == "base" else "pretrain"
+    linear_step = "probe" if budget.linear_eval == "probe" else "linear"
+    (run_dir / "commands.sh").write_text(
+        "".join(
+            f"(cd {shlex.quote(str(cwd.resolve()))} && {shlex.join(command_line(step, cfg))})\n"
+            for step, cfg, cwd in ((pretrain_step, pretrain_yaml, run_dir), (linear_step, linear_yaml, linear_dir))
+        )
+    )
+    pretrain_s = _run_step(pretrain_step, pretrain_yaml, run_dir)
+    checkpoint = _newest_checkpoint(run_dir / "checkpoints")
+    _write_yaml(
+        linear_yaml,
+        linear_config(cell.base, cell.variant, data, checkpoint, budget, hardware, cell.seed, run_dir),
+    )
+    linear_s = _run_step(linear_step, linear_yaml, linear_dir)
+    if linear_step == "probe":
+        top1 = json.loads((linear_dir / PROBE_RESULT).read_text())["top1"]
+    else:
+        top1 = read_linear_top1(linear_dir)
+    result = CellResult(cell.base, cell.variant, cell.seed, top1, pretrain_s, linear_s)
+    tmp = result_file.with_name(f".{RESULT_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"result": asdict(result), "fingerprint": fingerprint}, indent=2) + "\n")
+    os.replace(tmp, result_file)
+    return result, True
