@@ -170,3 +170,11 @@ def test_a_malformed_depth_provider_is_bad_usage(tmp_path, fast_clip, capsys):
         main(["build", str(fast_clip), "--out", str(tmp_path / "s"), "--depth-provider", "no_colon", *FAST])
     assert caught.value.code == 2
     assert "expected 'module:factory'" in capsys.readouterr().err
+
+
+def test_the_plugin_reads_a_built_store(sample_store):
+    store_reader = pytest.importorskip("infoaug_plugin.data.store")
+    store, _ = sample_store
+    twins = store_reader.open_twin_store(store)
+    assert len(twins.pairs) == len(read_pairs_csv(store / "pairs.csv"))
+    twins.window_patches()  # every window offers a random twin too
