@@ -227,8 +227,9 @@ def crop_box(centre: np.ndarray, patch_size: int, width: int, height: int) -> tu
     Returns:
         (x0, y0, x1, y1) half-open integer box (clipped when the frame is smaller than the patch).
     """
-    x0 = int(np.clip(round(centre[0] - patch_size / 2), 0, max(width - patch_size, 0)))
-    y0 = int(np.clip(round(centre[1] - patch_size / 2), 0, max(height - patch_size, 0)))
+    # Plain Python arithmetic: np.clip on scalars costs more than the crop itself.
+    x0 = min(max(round(centre[0] - patch_size / 2), 0), max(width - patch_size, 0))
+    y0 = min(max(round(centre[1] - patch_size / 2), 0), max(height - patch_size, 0))
     return x0, y0, min(x0 + patch_size, width), min(y0 + patch_size, height)
 
 
