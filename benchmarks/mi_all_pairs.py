@@ -1,8 +1,10 @@
 """All-pairs KSG mutual information: ``twin_builder.mi`` against a per-pair loop of npeet-plus.
 
-Run: ``python benchmarks/mi_all_pairs.py`` (10-20 s). Times are the best of three interleaved
-rounds. Background load slows the vectorised code (memory-bound) more than the reference's loop
-(interpreter-bound), so measure on a quiet machine: on a busy one the ratio can halve.
+Run: ``python benchmarks/mi_all_pairs.py`` (15-30 s). Our numba kernels are compiled (or loaded
+from numba's on-disk cache) by a first, untimed call; its duration is printed. Times are then the
+best of five interleaved rounds. Background load slows our kernel, which runs one thread per core
+and waits for the slowest, more than the reference's single-threaded loop, so measure on a quiet
+machine: on a busy one the ratio can halve.
 
 Both sides get identical inputs: P = 64 patches of N = 120 smooth-ish 2-D motion samples (some
 patches share a latent, like twins), standardised per coordinate and jittered once here. The
@@ -77,8 +79,12 @@ def main() -> None:
         "3kl": lambda: mutual_information_matrix(samples, "3kl", k=K, theiler=0, jitter=0.0),
         "ksg_theiler": lambda: mutual_information_matrix(samples, "ksg", k=K, theiler=3),
     }
-    ours, reference = runs["ksg"](), runs["npeet"]()
-    times = best_times(runs, rounds=3)
+    start = time.perf_counter()
+    ours = runs["ksg"]()
+    warm_up = time.perf_counter() - start
+    print(f"JIT warm-up (compile or load from cache), not timed: {warm_up:.2f} s")
+    reference = runs["npeet"]()
+    times = best_times(runs, rounds=5)
     ours_time, reference_time = times["ksg"], times["npeet"]
     kl_time, theiler_time = times["3kl"], times["ksg_theiler"]
 

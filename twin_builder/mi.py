@@ -13,15 +13,18 @@ breaks ties. Temporal neighbours ``|t - t'| <= theiler`` are excluded from the n
 from the counts (a Theiler window), because autocorrelated series otherwise show large spurious MI
 (MI_TRACKING_DATA.md 1.5); ``psi(N)`` is then replaced by the mean of ``psi(n_candidates + 1)``.
 
-All pairs are computed together: with the max norm the joint distance of a pair is the element-wise
-maximum of the two marginal distance matrices, so the ``(P, N, N)`` marginal matrices are built
-once and each pair costs one ``np.maximum`` and one ``np.partition`` (for its k-th-neighbour
-radii); KSG's marginal counts are then binary searches in the rows of the marginal matrices,
-sorted once. ``benchmarks/mi_all_pairs.py`` compares the speed with a per-pair loop of npeet-plus.
+All pairs are computed together in a compiled (numba) kernel, parallel over pairs. With the max
+norm the joint distance of a pair is the element-wise maximum of the two marginal distances, so
+each patch's distances from every sample to the others are sorted once; then, per pair and sample,
+the k-th nearest joint neighbour is found by walking one patch's sorted distances only as far as
+the k-th joint distance (no later candidate can be nearer), and KSG's marginal counts are read off
+the same sorted rows. The kernels are compiled on first use and cached on disk (numba's cache).
+``benchmarks/mi_all_pairs.py`` compares the speed with a per-pair loop of npeet-plus.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.special import digamma
 
@@ -29,10 +32,8 @@ ESTIMATORS: tuple[str, ...] = ("ksg", "3kl")
 # Relative jitter (after standardisation) per estimator: KSG only counts neighbours, so the usual
 # 1e-10 is enough; 3KL takes logs of distances, which collapse on ties unless the noise is larger.
 DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
-# Upper bound on the temporary (B, N, N) float64 arrays of one block of pairs.
-_BLOCK_BYTES = 2**21
-# Upper bound on the buffered KSG joint radii counted together.
-_COUNT_BUFFER_BYTES = 2**24
+# Patches per side of the tiles that pairs are processed in (see ``_pairs_in_tiles``).
+_TILE = 8
 
 
 def mutual_information_matrix(
@@ -60,8 +61,8 @@ def mutual_information_matrix(
         (P, P) symmetric float64 array of MI in nats, NaN on the diagonal. Values are not clamped
         at 0: at independence the estimate scatters around 0. A coordinate with zero variance is
         left at 0 (only the jitter remains), so filter such patches with ``motion_entropy_mask``.
-        Memory: about ``P * N * N * 8`` bytes (twice that for KSG) plus a few MiB of blocks;
-        P = 256, N = 300 needs about 370 MB with KSG.
+        Memory: about ``P * N * N * 12`` bytes (sorted distances and neighbour indices); P = 256,
+        N = 300 needs about 280 MB.
 
     Raises:
         ValueError: on a bad shape, estimator, ``k`` or ``theiler``, or too few samples.
@@ -69,9 +70,8 @@ def mutual_information_matrix(
     samples = _check_samples(samples, k, theiler)
     _check_estimator(estimator)
     prepared = _standardise_and_jitter([samples], estimator, seed, jitter)[0]
-    distances = _marginal_distances(prepared)
     dims = np.full(len(prepared), prepared.shape[-1])
-    return _all_pairs(distances, dims, estimator, k, theiler)
+    return _all_pairs(prepared, dims, estimator, k, theiler)
 
 
 def mutual_information(
@@ -108,9 +108,10 @@ def mutual_information(
     x = _check_samples(x[None], k, theiler)
     y = _check_samples(y[None], k, theiler)
     x, y = _standardise_and_jitter([x, y], estimator, seed, jitter)
-    distances = np.concatenate([_marginal_distances(x), _marginal_distances(y)])
     dims = np.array([x.shape[-1], y.shape[-1]])
-    return float(_all_pairs(distances, dims, estimator, k, theiler)[0, 1])
+    padded = np.zeros((2, len(x[0]), dims.max()))
+    padded[0, :, : dims[0]], padded[1, :, : dims[1]] = x[0], y[0]
+    return float(_all_pairs(padded, dims, estimator, k, theiler)[0, 1])
 
 
 def motion_entropy_mask(samples: np.ndarray, k: int = 3, min_std: float = 0.15) -> np.ndarray:
@@ -188,102 +189,221 @@ def _standardise_and_jitter(
     return prepared
 
 
-def _marginal_distances(samples: np.ndarray) -> np.ndarray:
-    """(P, N, d) samples -> (P, N, N) L-infinity distances between samples of the same patch."""
-    distances = np.abs(samples[:, :, None, 0] - samples[:, None, :, 0])
-    for c in range(1, samples.shape[-1]):
-        coordinate = np.abs(samples[:, :, None, c] - samples[:, None, :, c])
-        np.maximum(distances, coordinate, out=distances)
-    return distances
-
-
 def _all_pairs(
-    distances: np.ndarray, dims: np.ndarray, estimator: str, k: int, theiler: int
+    samples: np.ndarray, dims: np.ndarray, estimator: str, k: int, theiler: int
 ) -> np.ndarray:
-    """The (P, P) MI matrix from the (P, N, N) marginal distances and the (P,) dimensions.
+    """The (P, P) MI matrix of prepared (P, N, d) samples whose patches have the (P,) dimensions.
 
-    Pairs are processed in blocks ``(i, j_start:j_stop)`` whose joint-distance array stays below
-    ``_BLOCK_BYTES``; the KSG neighbour counts of many blocks are then done together (see
-    ``_count_below``), buffering at most ``_COUNT_BUFFER_BYTES`` of joint radii.
+    Every patch is given ``d`` coordinates; a patch with fewer (``dims``) is zero-padded, which
+    changes none of its L-infinity distances.
     """
-    n_patches, n = distances.shape[:2]
-    offsets = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
-    excluded = offsets <= theiler
-    # Excluded neighbours get an infinite distance: never among the k nearest, never counted.
-    distances[:, excluded] = np.inf
+    n_patches, n = samples.shape[:2]
+    # (P, d, N): the distance loops read one coordinate of many samples at a time.
+    coordinates = np.ascontiguousarray(samples.transpose(0, 2, 1))
+    sorted_rows, order = _sorted_neighbours(coordinates, theiler)
     psi = digamma(np.arange(n + 2, dtype=np.float64))
-    psi_n = psi[(~excluded).sum(axis=1) + 1].mean()
-
-    if estimator == "3kl":
-        # H_KL(S) - (d_S log 2): the log 2 terms cancel in H(X) + H(Y) - H(X, Y).
-        kth = np.partition(distances, k - 1, axis=-1)[..., k - 1]
-        entropy = psi_n - psi[k] + dims * np.log(kth).mean(axis=-1)
+    offsets = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+    psi_n = psi[(offsets > theiler).sum(axis=1) + 1].mean()
+    first, second = _pairs_in_tiles(n_patches)
+    # Choose the walked patch by the distance to a neighbour near the typical count within eps
+    # (a few times k): comparing the k-th walks about 10% more candidates. Every sample has at
+    # least n - 2 * theiler - 1 candidates, so that position is finite in every row.
+    rank = min(3 * k, n - 2 * theiler - 2)
+    sums = _pair_sums(
+        coordinates, sorted_rows, order, first, second, k, rank, estimator == "ksg", psi
+    )
+    if estimator == "ksg":
+        mi = psi[k] + psi_n - sums / n
     else:
-        sorted_rows = np.sort(distances, axis=-1)
-
+        # H_KL(S) - (d_S log 2): the log 2 terms cancel in H(X) + H(Y) - H(X, Y).
+        entropy = psi_n - psi[k] + dims * np.log(sorted_rows[:, :, k - 1]).mean(axis=-1)
+        joint_entropy = psi_n - psi[k] + (dims[first] + dims[second]) * sums / n
+        mi = entropy[first] + entropy[second] - joint_entropy
     result = np.full((n_patches, n_patches), np.nan)
-    block = max(1, _BLOCK_BYTES // (8 * n * n))
-    buffer_pairs = max(1, _COUNT_BUFFER_BYTES // (8 * n))
-    firsts: list[np.ndarray] = []
-    seconds: list[np.ndarray] = []
-    radii: list[np.ndarray] = []
-
-    def count_buffered_pairs() -> None:
-        first, second = np.concatenate(firsts), np.concatenate(seconds)
-        eps = np.concatenate(radii)
-        n_x = _count_below(sorted_rows, first, eps)
-        n_y = _count_below(sorted_rows, second, eps)
-        mi = psi[k] + psi_n - (psi[n_x + 1] + psi[n_y + 1]).mean(axis=-1)
-        result[first, second] = result[second, first] = mi
-        firsts.clear()
-        seconds.clear()
-        radii.clear()
-
-    for i in range(n_patches - 1):
-        for start in range(i + 1, n_patches, block):
-            stop = min(start + block, n_patches)
-            joint = np.maximum(distances[i][None], distances[start:stop])
-            joint.partition(k - 1, axis=-1)
-            eps = joint[..., k - 1]
-            if estimator == "ksg":
-                firsts.append(np.full(stop - start, i))
-                seconds.append(np.arange(start, stop))
-                radii.append(eps.copy())
-                if len(radii) * block >= buffer_pairs:
-                    count_buffered_pairs()
-            else:
-                joint_dims = dims[i] + dims[start:stop]
-                joint_entropy = psi_n - psi[k] + joint_dims * np.log(eps).mean(axis=-1)
-                mi = entropy[i] + entropy[start:stop] - joint_entropy
-                result[i, start:stop] = result[start:stop, i] = mi
-    if radii:
-        count_buffered_pairs()
+    result[first, second] = result[second, first] = mi
     return result
 
 
-def _count_below(sorted_rows: np.ndarray, patches: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Per row, how many of a patch's distances are strictly below a radius.
+def _pairs_in_tiles(n_patches: int) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs i < j, ordered tile by tile (``_TILE`` patches of i by ``_TILE`` of j).
 
-    A branch-free binary search over the rows, vectorised over all queries: a fixed number of
-    gather-compare steps on (Q, N) arrays is much cheaper than comparing every distance.
+    Consecutive pairs then share their patches' sorted rows, which stay in the CPU caches: in
+    row-major order the second patch changes with every pair (measured 20-25% slower at P = 256).
+    """
+    first, second = np.triu_indices(n_patches, 1)
+    tiled = np.lexsort((second, first, second // _TILE, first // _TILE))
+    return first[tiled], second[tiled]
+
+
+def _sorted_neighbours(coordinates: np.ndarray, theiler: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample's distances to the other samples of its patch, sorted, with their indices.
+
+    Sorting (index, distance) pairs is done as one in-place numpy sort of int64 keys: a
+    non-negative float64 orders like its bit pattern, so the key is the distance's bits with the
+    lowest bits replaced by the neighbour's index. numpy's vectorised integer sort is about three
+    times faster than an argsort and needs no second (P, N, N) array. The few neighbours whose
+    distances differed only in the replaced bits are then put back in exact order.
 
     Args:
-        sorted_rows: (P, N, N) marginal distances, each row sorted ascending; the last entry of
-            every row is inf (the sample itself is always excluded).
-        patches: (Q,) patch index of each query.
-        radii: (Q, N) radius for each query and sample.
+        coordinates: (P, d, N) prepared samples.
+        theiler: Theiler window; excluded neighbours get an infinite distance and sort last.
 
     Returns:
-        (Q, N) int64 counts ``#{j : sorted_rows[patches[q], t, j] < radii[q, t]}``.
+        (P, N, N) float64 distances, each row ascending (the key array, reused), and the
+        (P, N, N) int32 index of the neighbour at each position.
     """
-    n = sorted_rows.shape[1]
-    flat = sorted_rows.reshape(-1)
-    row_starts = patches[:, None] * (n * n) + np.arange(n)[None, :] * n
-    counts = np.zeros(radii.shape, dtype=np.int64)
-    step = 1 << ((n - 1).bit_length() - 1)  # the largest power of two <= n - 1 (n >= 2)
-    while step:
-        # Probe position counts + step - 1, clipped to the row's last (infinite) entry.
-        probe = flat[row_starts + np.minimum(counts + (step - 1), n - 1)]
-        counts += step * (probe < radii)
-        step >>= 1
-    return counts
+    n_patches, _, n = coordinates.shape
+    keys = np.empty((n_patches, n, n), dtype=np.int64)
+    index_bits = max(1, (n - 1).bit_length())
+    _write_keys(coordinates, theiler, index_bits, keys)
+    keys.sort(axis=-1)
+    sorted_rows = keys.view(np.float64)
+    order = np.empty(keys.shape, dtype=np.int32)
+    _unpack_keys(coordinates, theiler, index_bits, keys, sorted_rows, order)
+    return sorted_rows, order
+
+
+@numba.njit(cache=True, parallel=True)
+def _write_keys(coordinates: np.ndarray, theiler: int, index_bits: int, keys: np.ndarray) -> None:
+    """Fills ``keys[p, t, s]`` with the sort key of the distance between samples t and s of p."""
+    n_patches, n_coordinates, n = coordinates.shape
+    low_mask = (1 << index_bits) - 1
+    for p in numba.prange(n_patches):
+        row = np.empty(n)
+        row_bits = row.view(np.int64)
+        for t in range(n):
+            for s in range(n):
+                row[s] = _distance(coordinates[p], t, s, n_coordinates)
+            for s in range(max(0, t - theiler), min(n, t + theiler + 1)):
+                row[s] = np.inf
+            for s in range(n):
+                keys[p, t, s] = (row_bits[s] & ~low_mask) | s
+
+
+@numba.njit(cache=True, parallel=True)
+def _unpack_keys(
+    coordinates: np.ndarray,
+    theiler: int,
+    index_bits: int,
+    keys: np.ndarray,
+    sorted_rows: np.ndarray,
+    order: np.ndarray,
+) -> None:
+    """Turns sorted key rows into exact sorted distances (in place) and neighbour indices.
+
+    ``sorted_rows`` is ``keys`` viewed as float64: each key row is copied out before its row is
+    overwritten. Distances are recomputed exactly from the samples, and an insertion step moves
+    each one back past any larger predecessor (keys only order distances up to the replaced
+    bits), so rows come out in exact ascending order.
+    """
+    n_patches, n_coordinates, n = coordinates.shape
+    low_mask = (1 << index_bits) - 1
+    for p in numba.prange(n_patches):
+        key_row = np.empty(n, dtype=np.int64)
+        for t in range(n):
+            key_row[:] = keys[p, t]
+            values = sorted_rows[p, t]
+            indices = order[p, t]
+            for r in range(n):
+                s = key_row[r] & low_mask
+                value = _distance(coordinates[p], t, s, n_coordinates)
+                if abs(s - t) <= theiler:
+                    value = np.inf
+                m = r
+                while m > 0 and values[m - 1] > value:
+                    values[m] = values[m - 1]
+                    indices[m] = indices[m - 1]
+                    m -= 1
+                values[m] = value
+                indices[m] = s
+
+
+@numba.njit(cache=True, inline="always")
+def _distance(patch: np.ndarray, t: int, s: int, n_coordinates: int) -> float:
+    """L-infinity distance between samples t and s of one (d, N) patch."""
+    distance = 0.0
+    for c in range(n_coordinates):
+        distance = max(distance, abs(patch[c, s] - patch[c, t]))
+    return distance
+
+
+@numba.njit(cache=True, parallel=True)
+def _pair_sums(
+    coordinates: np.ndarray,
+    sorted_rows: np.ndarray,
+    order: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    k: int,
+    rank: int,
+    ksg: bool,
+    psi: np.ndarray,
+) -> np.ndarray:
+    """Per pair (first[q], second[q]), the sum over samples t of the estimator's pair term.
+
+    KSG: ``psi(n_x + 1) + psi(n_y + 1)``; 3KL: ``log eps``, with eps the distance to the k-th
+    nearest joint neighbour. The joint distance is the maximum of the two marginal ones, so it
+    is never below the marginal distance of either patch: walking the candidates of one patch
+    (the walked patch) in ascending marginal distance, once that distance reaches the k-th
+    smallest joint distance seen so far no later candidate can enter the k nearest and the walk
+    stops. The walk visits every sample of the walked patch within eps, so each sample walks the
+    patch whose ``rank``-th marginal neighbour is farther (fewer of its samples are near). The
+    walked count then falls out of the stopping position; the other is a scan of its sorted row.
+
+    Args:
+        coordinates: (P, d, N) prepared samples.
+        sorted_rows: (P, N, N) ascending marginal distances; excluded neighbours are inf, so
+            every row ends with inf (the sample itself).
+        order: (P, N, N) neighbour index of each entry of ``sorted_rows``.
+        first, second: (Q,) patch indices of the pairs.
+        k: number of nearest neighbours.
+        rank: position in the sorted rows compared to choose the walked patch; every row must
+            be finite there.
+        ksg: True for KSG, False for 3KL.
+        psi: digamma(0 .. N + 1).
+
+    Returns:
+        (Q,) float64 sums.
+    """
+    n_coordinates, n = coordinates.shape[1:]
+    sums = np.empty(len(first))
+    for q in numba.prange(len(first)):
+        # The k smallest joint distances so far, ascending, kept by a branch-free insertion
+        # network: whether a candidate enters is too unpredictable for a branch.
+        nearest = np.empty(k)
+        total = 0.0
+        for t in range(n):
+            if sorted_rows[first[q], t, rank] >= sorted_rows[second[q], t, rank]:
+                walked, other = first[q], second[q]
+            else:
+                walked, other = second[q], first[q]
+            walked_row = sorted_rows[walked, t]
+            walked_order = order[walked, t]
+            other_patch = coordinates[other]
+            nearest[:] = np.inf
+            eps = np.inf
+            stop = 0
+            while walked_row[stop] < eps:
+                other_distance = _distance(other_patch, t, walked_order[stop], n_coordinates)
+                joint = max(walked_row[stop], other_distance)
+                for m in range(k - 1):
+                    smaller = min(nearest[m], joint)
+                    joint = max(nearest[m], joint)
+                    nearest[m] = smaller
+                eps = min(eps, joint)
+                nearest[k - 1] = eps
+                stop += 1
+            if not ksg:
+                total += np.log(eps)
+                continue
+            n_walked = stop
+            while n_walked > 0 and walked_row[n_walked - 1] >= eps:
+                n_walked -= 1
+            # A linear scan beats a binary search here: the count is small and the scan streams.
+            other_row = sorted_rows[other, t]
+            n_other = 0
+            while other_row[n_other] < eps:
+                n_other += 1
+            total += psi[n_walked + 1] + psi[n_other + 1]
+        sums[q] = total
+    return sums

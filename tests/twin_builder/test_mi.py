@@ -6,13 +6,14 @@ spreads of the notes (3KL's are looser: about twice the variance and a bias in 3
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from npeet_plus import mi as npeet_mi
 from scipy.ndimage import gaussian_filter1d
+from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_regression
 
-from twin_builder import mi as mi_module
 from twin_builder.mi import motion_entropy_mask, mutual_information, mutual_information_matrix
 
 N = 1000
@@ -137,16 +138,61 @@ def test_ksg_matrix_agrees_with_npeet_for_every_pair() -> None:
         np.random.set_state(state)
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS)
-def test_matrix_does_not_depend_on_the_block_sizes(
-    estimator: str, monkeypatch: pytest.MonkeyPatch
+def brute_force_ksg(samples: np.ndarray, k: int, theiler: int) -> np.ndarray:
+    """(P, P) KSG-1 in nats straight from the definition, on already prepared samples."""
+    n_patches, n = samples.shape[:2]
+    distances = np.abs(samples[:, :, None, :] - samples[:, None, :, :]).max(axis=-1)
+    excluded = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :]) <= theiler
+    distances[:, excluded] = np.inf
+    psi = digamma(np.arange(n + 2, dtype=np.float64))
+    psi_n = psi[(~excluded).sum(axis=1) + 1].mean()
+    matrix = np.full((n_patches, n_patches), np.nan)
+    for i, j in zip(*np.triu_indices(n_patches, 1)):
+        eps = np.sort(np.maximum(distances[i], distances[j]), axis=-1)[:, k - 1, None]
+        n_x, n_y = (distances[i] < eps).sum(axis=-1), (distances[j] < eps).sum(axis=-1)
+        matrix[i, j] = matrix[j, i] = psi[k] + psi_n - (psi[n_x + 1] + psi[n_y + 1]).mean()
+    return matrix
+
+
+@pytest.mark.parametrize("theiler", [0, 2])
+def test_ksg_matrix_matches_brute_force_on_distances_equal_but_for_the_last_bits(
+    theiler: int,
 ) -> None:
-    samples = np.random.default_rng(0).standard_normal((9, 40, 2))
+    # A coarse grid plus a few ulps: many distances tie exactly, many more differ only in their
+    # lowest bits, where the kernel's sort keys hold the neighbour index instead.
+    rng = np.random.default_rng(6)
+    grid = rng.integers(-3, 4, size=(12, 90, 2)) / 4
+    samples = grid + rng.integers(0, 8, size=grid.shape) * np.spacing(1.0)
+    prepared = (samples - samples.mean(axis=1, keepdims=True)) / samples.std(axis=1, keepdims=True)
+    expected = brute_force_ksg(prepared, k=3, theiler=theiler)
+    matrix = mutual_information_matrix(samples, theiler=theiler, jitter=0.0)
+    np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_matrix_entries_do_not_depend_on_the_other_patches(estimator: str) -> None:
+    # Without jitter each entry is a function of its two patches alone, whichever tiles and
+    # threads the pairs land in; 20 patches span several tiles.
+    samples = np.random.default_rng(0).standard_normal((20, 50, 2))
+    matrix = mutual_information_matrix(samples, estimator=estimator, jitter=0.0)
+    subset = [17, 3, 9, 0, 12]
+    np.testing.assert_array_equal(
+        mutual_information_matrix(samples[subset], estimator=estimator, jitter=0.0),
+        matrix[np.ix_(subset, subset)],
+    )
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_matrix_does_not_depend_on_the_number_of_threads(estimator: str) -> None:
+    samples = np.random.default_rng(0).standard_normal((20, 50, 2))
     default = mutual_information_matrix(samples, estimator=estimator)
-    # One pair per block and a count buffer of a few pairs: many blocks and many flushes.
-    monkeypatch.setattr(mi_module, "_BLOCK_BYTES", 8 * 40 * 40)
-    monkeypatch.setattr(mi_module, "_COUNT_BUFFER_BYTES", 3 * 8 * 40)
-    np.testing.assert_array_equal(mutual_information_matrix(samples, estimator=estimator), default)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        single = mutual_information_matrix(samples, estimator=estimator)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(single, default)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
