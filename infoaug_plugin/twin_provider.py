@@ -11,6 +11,8 @@ from typing import Any, Iterator, Optional
 import omegaconf
 import torch
 
+from infoaug_plugin.data import build_twin_loader
+
 
 class TwinProvider:
     """An endless stream of twin batches built lazily from ``infoaug`` config keys.
@@ -24,7 +26,8 @@ class TwinProvider:
         """Keeps the config; nothing is read or built yet.
 
         Args:
-            infoaug_cfg: the ``infoaug`` config node (``twins`` is required once a batch is asked).
+            infoaug_cfg: the ``infoaug`` config node; ``build_twin_loader`` checks it (``twins`` is
+                required) when the first batch is asked for.
             seed: seed of the twin loader's shuffling and augmentations.
         """
         self.infoaug_cfg = infoaug_cfg
@@ -59,25 +62,10 @@ class TwinProvider:
         self._iterator = iter(self._loader)
 
     def _build_loader(self, trainer: Any, device: torch.device) -> Any:
-        if not self.infoaug_cfg.get("twins"):
-            raise ValueError(
-                "infoaug.twins: the twin store path is required when the trainer is given only the "
-                "main loader (e.g. solo-learn's main_pretrain.py)"
-            )
-        # Imported here: the data module pulls in DALI, which model construction does not need.
-        from infoaug_plugin.data import build_twin_loader
-
-        loader = build_twin_loader(
+        return build_twin_loader(
             self.infoaug_cfg,
             shard_id=trainer.global_rank,
             num_shards=trainer.world_size,
             device_id=trainer.local_rank if device.type == "cuda" else None,
             seed=self.seed,
         )
-        if len(loader) == 0:
-            raise ValueError(
-                f"infoaug.twins: {self.infoaug_cfg.twins} gives no full twin batch of "
-                f"{self.infoaug_cfg.batch_size} pairs for shard {trainer.global_rank} of "
-                f"{trainer.world_size}"
-            )
-        return loader

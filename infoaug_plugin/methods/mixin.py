@@ -121,6 +121,8 @@ class InfoAugMixin:
         Raises:
             ValueError: naming the ``infoaug`` key that is invalid.
         """
+        # A classmethod (solo-learn's are staticmethods) so this one definition chains to the
+        # add_and_assert_specific_cfg of whichever base class follows the mixin.
         cfg = super(InfoAugMixin, cls).add_and_assert_specific_cfg(cfg)  # type: ignore[misc]
 
         if omegaconf_select(cfg, "infoaug") is None:
