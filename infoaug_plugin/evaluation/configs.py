@@ -9,6 +9,7 @@ budgets run on a CPU; the optimisers and method hyper-parameters are solo's.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ _LARS_KWARGS = {"clip_lr": True, "eta": 0.02, "exclude_bias_n_norm": True}
 
 @dataclass(frozen=True)
 class Budget:
-    """The training budget shared by every run of a comparison.
+    """The training budget shared by every run of a comparison (defaults: a small CPU budget).
 
     Attributes:
         train_size: training images (pretraining and linear training; 0: all).
@@ -114,16 +115,16 @@ class Budget:
         num_workers: data-loading workers (main and twin loaders).
     """
 
-    train_size: int = 2000
-    test_size: int = 1000
-    epochs: int = 2
-    batch_size: int = 64
-    twin_batch_size: int = 32
+    train_size: int = 192
+    test_size: int = 500
+    epochs: int = 1
+    batch_size: int = 32
+    twin_batch_size: int = 16
     mi_weight: float = 1.0
     linear_eval: str = "probe"
-    linear_epochs: int = 3
-    linear_batch_size: int = 128
-    linear_lr: float = 0.5
+    linear_epochs: int = 100
+    linear_batch_size: int = 100
+    linear_lr: float = 0.1
     proj_hidden_dim: int = 512
     proj_output_dim: int = 128
     backbone: str = "resnet18"
@@ -178,7 +179,6 @@ def method_name(base: str, variant: str) -> str:
 def _common(data: ExportedData, run_dir: Path, seed: int, hardware: Hardware, workers: int) -> dict[str, Any]:
     """Keys both YAMLs share: data, checkpoints, logging off, seed and trainer keys."""
     return {
-        **_HYDRA_HEADER,
         "data": {
             "dataset": data.solo_dataset,
             "train_path": str(data.train_path),
@@ -233,12 +233,13 @@ def pretrain_config(
     if recipe.predictor:
         method_kwargs["pred_hidden_dim"] = budget.proj_hidden_dim
     cfg: dict[str, Any] = {
+        **_HYDRA_HEADER,
         "name": f"{method_name(base, variant)}-{variant}-seed{seed}",
         "method": method_name(base, variant),
         "backbone": {"name": budget.backbone},
         "method_kwargs": method_kwargs,
         **_common(data, run_dir, seed, hardware, budget.num_workers),
-        "augmentations": [{**VIEW_AUGMENTATIONS, "crop_size": data.crop_size, "num_crops": 2}],
+        "augmentations": [{**copy.deepcopy(VIEW_AUGMENTATIONS), "crop_size": data.crop_size, "num_crops": 2}],
         "optimizer": {
             "name": recipe.optimizer,
             "batch_size": budget.batch_size,
@@ -267,7 +268,7 @@ def pretrain_config(
             "num_workers": budget.num_workers,
             "image_size": data.crop_size,
             "selection": _SELECTION[variant],
-            "augmentations": VIEW_AUGMENTATIONS,
+            "augmentations": copy.deepcopy(VIEW_AUGMENTATIONS),
         }
     return cfg
 
@@ -298,6 +299,7 @@ def linear_config(
         The config for ``infoaug-linear``.
     """
     return {
+        **_HYDRA_HEADER,
         "name": f"linear-{method_name(base, variant)}-{variant}-seed{seed}",
         "pretrained_feature_extractor": str(checkpoint),
         "pretrain_method": base,

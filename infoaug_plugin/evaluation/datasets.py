@@ -359,7 +359,8 @@ def _image_folder_samples(folder: Path) -> tuple[list[tuple[Path, int]], tuple[s
         for path in sorted((folder / name).iterdir())
         if path.suffix.lower() in _IMAGE_SUFFIXES
     ]
-    empty = [name for index, name in enumerate(classes) if all(i != index for _, i in samples)]
+    present = {index for _, index in samples}
+    empty = [name for index, name in enumerate(classes) if index not in present]
     if empty:
         raise DatasetError(f"{folder}: class folders without images: {', '.join(empty[:5])}")
     return samples, classes

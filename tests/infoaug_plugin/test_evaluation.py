@@ -124,7 +124,7 @@ def test_demo_quick_runs_offline_prints_its_table_and_writes_its_png(tmp_path: P
 
 @pytest.mark.slow
 @needs_fashion_mnist
-def test_harness_runs_a_two_cell_matrix_then_skips_finished_cells(
+def test_harness_runs_a_two_cell_matrix_with_solo_linear_eval_then_skips_finished_cells(
     tmp_path: Path, make_twin_store: Callable[..., Path]
 ) -> None:
     store = make_twin_store(tmp_path / "twins", n_pairs=32, size=32)
@@ -133,8 +133,8 @@ def test_harness_runs_a_two_cell_matrix_then_skips_finished_cells(
         str(BIN / "infoaug-eval"), "--out", str(out), "--twins", str(store),
         "--bases", "simclr", "--variants", "base", "mi", "--seeds", "0",
         "--train-size", "64", "--test-size", "50", "--epochs", "1", "--batch-size", "16",
-        "--twin-batch-size", "8", "--linear-epochs", "1", "--linear-batch-size", "16",
-        "--proj-hidden-dim", "64", "--proj-output-dim", "32",
+        "--twin-batch-size", "8", "--linear-eval", "solo", "--linear-epochs", "1",
+        "--linear-batch-size", "16", "--proj-hidden-dim", "64", "--proj-output-dim", "32",
     ]  # fmt: skip
     first = _run(command, tmp_path, 600)
     assert first.returncode == 0, first.stderr[-3000:]
