@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numba
 from tqdm import tqdm
 
 from twin_builder.depth import load_depth_provider
@@ -95,8 +96,9 @@ def build_video(source: VideoSource, store_root: Path, params: BuildParams) -> d
 
 
 def _init_worker() -> None:
-    # Videos already run in parallel; OpenCV's own threads would oversubscribe the cores.
+    # Videos already run in parallel; OpenCV's and numba's own threads would oversubscribe the cores.
     cv2.setNumThreads(1)
+    numba.set_num_threads(1)
 
 
 def build_store(
