@@ -23,7 +23,6 @@ from twin_builder.camera import CameraModel
 from twin_builder.depth import load_depth_provider
 from twin_builder.pipeline import ESTIMATORS, FEATURES, SELECTIONS, BuildParams
 from twin_builder.report import inspect_store
-from twin_builder.show import render_store
 from twin_builder.store import StoreError, merge_stores
 from twin_builder.video import DEFAULT_CUT_THRESHOLD, InputDiscoveryError
 
@@ -223,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inspect":
             print(inspect_store(args.store))
         elif args.command == "show":
+            # matplotlib costs most of a second to import: only ``show`` pays for it.
+            from twin_builder.show import render_store
+
             print(render_store(args.store, args.out, args.video, args.windows, args.max_links))
         else:
             manifest = merge_stores(args.stores, args.out)
