@@ -181,8 +181,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per model")
     parser.add_argument("--methods", nargs="+", default=list(METHOD_KWARGS), choices=list(METHOD_KWARGS))
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)  # solo-learn's per-model scheduler warnings
 

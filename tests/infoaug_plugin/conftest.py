@@ -6,15 +6,26 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
+import torch
 
 import infoaug_plugin  # noqa: F401  (registers the methods)
 from method_helpers import IMAGE_SIZE
 
 SOLO_URL = "https://github.com/vturrisi/solo-learn.git"
 SOLO_COMMIT = "9187ea39c2c3f43c455ab06664d2b019a9802954"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Trains on one torch thread for a module's tests: on a 2-core machine shared with other
+    jobs, two torch threads that wait on each other were several times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ BASES = tuple(METHOD_KWARGS)
 MOMENTUM_BASES = ("byol", "mocov2plus", "mocov3", "dino")
 IMAGE_SIZE = 32
 NUM_CLASSES = 5
+# Training subprocesses run on one thread, like the in-process tests (see the one_torch_thread fixture).
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def build_cfg(method: str, batch_size: int = 4, max_epochs: int = 2, **infoaug: Any) -> DictConfig:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from method_helpers import ONE_THREAD_ENV
+
 pytestmark = pytest.mark.slow
 
 STEPS = 4  # one pass over the 32-pair store: 2 ranks x 4 steps x 4 pairs
@@ -21,6 +23,7 @@ def test_ddp_ranks_train_on_disjoint_twin_pairs(base: str, path: str, twin_store
     result = subprocess.run(
         [sys.executable, str(script), base, path, str(twin_store), str(tmp_path), str(STEPS)],
         cwd=tmp_path,
+        env=ONE_THREAD_ENV,
         capture_output=True,
         text=True,
         timeout=600,

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader
 
 from method_helpers import BASES, MOMENTUM_BASES, RandomViews, build_cfg, cpu_trainer, train_loaders
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 STEPS = 2
 
 
@@ -32,7 +34,7 @@ class Fitted:
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory: pytest.TempPathFactory, twin_store: Path) -> Callable[[str], Fitted]:
+def fitted(tmp_path_factory: pytest.TempPathFactory, twin_store: Path, one_torch_thread: None) -> Callable[[str], Fitted]:
     """``fitted(base)``: ``infoaug_<base>`` trained once per module through the dict of loaders."""
     cache: dict[str, Fitted] = {}
 

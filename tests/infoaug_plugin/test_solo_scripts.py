@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from method_helpers import METHOD_KWARGS, MOMENTUM_BASES
+from method_helpers import METHOD_KWARGS, MOMENTUM_BASES, ONE_THREAD_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +91,7 @@ def run_solo_script(script: Path, config: dict, workdir: Path) -> subprocess.Com
     result = subprocess.run(
         [sys.executable, str(script), "--config-path", str(workdir), "--config-name", "config"],
         cwd=workdir,
+        env=ONE_THREAD_ENV,
         capture_output=True,
         text=True,
         timeout=600,
