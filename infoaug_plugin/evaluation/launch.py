@@ -1,4 +1,4 @@
-"""Runs ``infoaug-pretrain`` or ``infoaug-linear`` on data exported by :mod:`.datasets`.
+"""Runs the pretraining and linear-evaluation commands on data exported by :mod:`.datasets`.
 
 Usage: ``python -m infoaug_plugin.evaluation.launch {pretrain|pretrain-base|linear|probe}
 --config-path DIR --config-name NAME [key=value ...]`` (the arguments are the command's own).
@@ -30,7 +30,12 @@ from solo.utils.misc import make_contiguous
 from torchvision import datasets as tv_datasets
 
 from infoaug_plugin.cli import linear, pretrain
-from infoaug_plugin.cli.common import build_trainer, build_wandb_logger, check_knn_eval, find_resume_checkpoint
+from infoaug_plugin.cli.common import (
+    build_trainer,
+    build_wandb_logger,
+    check_knn_eval,
+    find_resume_checkpoint,
+)
 from infoaug_plugin.evaluation.datasets import EXPORT_MARKER
 from infoaug_plugin.evaluation.probe import probe
 

@@ -32,7 +32,9 @@ _MAX_ITER = 1000
 
 
 @torch.no_grad()
-def extract_features(backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
+def extract_features(
+    backbone: torch.nn.Module, dataset: Dataset, batch_size: int, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Frozen features (eval mode) and labels of every image of ``dataset``.
 
     Args:
@@ -98,5 +100,6 @@ def probe(cfg: DictConfig) -> dict[str, float | int]:
     test = extract_features(backbone, test_set, cfg.optimizer.batch_size, "probe: test features")
     result = {"top1": fit_probe(train, test, cfg.seed), "train": len(train[1]), "test": len(test[1])}
     Path(PROBE_RESULT).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"linear probe top-1: {result['top1']:.2f}% ({result['train']} train / {result['test']} test images)")
+    sizes = f"{result['train']} train / {result['test']} test images"
+    print(f"linear probe top-1: {result['top1']:.2f}% ({sizes})")
     return result

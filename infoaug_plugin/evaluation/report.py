@@ -210,18 +210,22 @@ def plot_demo(store: Path, summaries: Sequence[Summary], path: Path, title: str,
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(f"{pair['video'].rsplit('-', 1)[0]}\nMI {float(pair['mi'] or 'nan'):.2f}", fontsize=7)
+                video = pair["video"].rsplit("-", 1)[0]
+                ax.set_ylabel(f"{video}\nMI {float(pair['mi'] or 'nan'):.2f}", fontsize=7)
             if row == 0:
                 ax.set_title("patch" if col == 0 else "its twin", fontsize=9)
     ax = fig.add_subplot(outer[1])
     names = [s.method for s in summaries]
-    bars = ax.barh(names, [s.mean for s in summaries], height=0.5, color=[_COLOURS[s.variant] for s in summaries])
+    colours = [_COLOURS[s.variant] for s in summaries]
+    bars = ax.barh(names, [s.mean for s in summaries], height=0.5, color=colours)
     for bar, s in zip(bars, summaries):
         ax.text(
-            bar.get_width() + 1,
+            bar.get_width() - 1,
             bar.get_y() + bar.get_height() / 2,
             f"{s.mean:.2f}%  ({s.minutes:.1f} min)",
+            ha="right",
             va="center",
+            color="white",
             fontsize=9,
         )
     ax.set_xlim(0, 100)

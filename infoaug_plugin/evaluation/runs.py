@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -103,18 +103,34 @@ def command_line(step: str, config: Path) -> list[str]:
     ]
 
 
-def _run_step(step: str, config: Path, cwd: Path) -> float:
-    """Runs one step with its output in ``cwd/<step>.log``; returns its wall time in seconds."""
+def _run_step(step: str, config: Path, cwd: Path, report: Callable[[str], None]) -> float:
+    """Runs one step with its output in ``cwd/<step>.log``, reporting its elapsed time each second.
+
+    Args:
+        step: see :func:`command_line`.
+        config: the step's YAML.
+        cwd: working directory (Lightning writes its logs below it).
+        report: called with ``"<step> <seconds>s"`` while the step runs.
+
+    Returns:
+        The step's wall time in seconds.
+    """
     log = cwd / f"{step}.log"
     started = time.perf_counter()
     with log.open("w") as handle:
-        completed = subprocess.run(
-            command_line(step, config), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, check=False
+        process = subprocess.Popen(
+            command_line(step, config), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT
         )
+        while True:
+            try:
+                returncode = process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                report(f"{step} {time.perf_counter() - started:.0f}s")
     elapsed = time.perf_counter() - started
-    if completed.returncode != 0:
+    if returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
-        raise RunError(f"{step} failed (exit {completed.returncode}); see {log}:\n{tail}")
+        raise RunError(f"{step} failed (exit {returncode}); see {log}:\n{tail}")
     return elapsed
 
 
@@ -151,6 +167,7 @@ def run_cell(
     budget: Budget,
     hardware: Hardware,
     out_dir: Path,
+    report: Callable[[str], None] = lambda text: None,
 ) -> tuple[CellResult, bool]:
     """Runs (or reads back) one cell: pretraining, then linear evaluation of its checkpoint.
 
@@ -161,6 +178,7 @@ def run_cell(
         budget: the shared budget.
         hardware: where it runs.
         out_dir: output directory; the cell lives in ``out_dir/runs/<cell.key>``.
+        report: progress callback, called each second with the running step and its time.
 
     Returns:
         ``(result, ran)``: ``ran`` is false when the cell had finished before.
@@ -185,19 +203,20 @@ def run_cell(
     _write_yaml(pretrain_yaml, pretrain_cfg)
     pretrain_step = "pretrain-base" if cell.variant == "base" else "pretrain"
     linear_step = "probe" if budget.linear_eval == "probe" else "linear"
+    steps = ((pretrain_step, pretrain_yaml, run_dir), (linear_step, linear_yaml, linear_dir))
     (run_dir / "commands.sh").write_text(
         "".join(
             f"(cd {shlex.quote(str(cwd.resolve()))} && {shlex.join(command_line(step, cfg))})\n"
-            for step, cfg, cwd in ((pretrain_step, pretrain_yaml, run_dir), (linear_step, linear_yaml, linear_dir))
+            for step, cfg, cwd in steps
         )
     )
-    pretrain_s = _run_step(pretrain_step, pretrain_yaml, run_dir)
+    pretrain_s = _run_step(pretrain_step, pretrain_yaml, run_dir, report)
     checkpoint = _newest_checkpoint(run_dir / "checkpoints")
     _write_yaml(
         linear_yaml,
         linear_config(cell.base, cell.variant, data, checkpoint, budget, hardware, cell.seed, run_dir),
     )
-    linear_s = _run_step(linear_step, linear_yaml, linear_dir)
+    linear_s = _run_step(linear_step, linear_yaml, linear_dir, report)
     if linear_step == "probe":
         top1 = json.loads((linear_dir / PROBE_RESULT).read_text())["top1"]
     else:
