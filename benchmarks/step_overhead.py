@@ -39,8 +39,18 @@ import infoaug_plugin  # noqa: F401  (registers the methods)
 METHOD_KWARGS: dict[str, dict[str, Any]] = {
     "simclr": {"proj_hidden_dim": 2048, "proj_output_dim": 256, "temperature": 0.2},
     "byol": {"proj_hidden_dim": 4096, "proj_output_dim": 256, "pred_hidden_dim": 4096},
-    "mocov2plus": {"proj_hidden_dim": 2048, "proj_output_dim": 256, "temperature": 0.2, "queue_size": 32768},
-    "mocov3": {"proj_hidden_dim": 4096, "proj_output_dim": 256, "pred_hidden_dim": 4096, "temperature": 0.2},
+    "mocov2plus": {
+        "proj_hidden_dim": 2048,
+        "proj_output_dim": 256,
+        "temperature": 0.2,
+        "queue_size": 32768,
+    },
+    "mocov3": {
+        "proj_hidden_dim": 4096,
+        "proj_output_dim": 256,
+        "pred_hidden_dim": 4096,
+        "temperature": 0.2,
+    },
     "swav": {
         "proj_hidden_dim": 2048,
         "proj_output_dim": 128,
@@ -64,7 +74,12 @@ def build_cfg(method: str, batch_size: int, twin_batch_size: int) -> DictConfig:
         "method": method,
         "backbone": {"name": "resnet18"},
         "method_kwargs": METHOD_KWARGS[base],
-        "data": {"dataset": "cifar10", "num_large_crops": 2, "num_small_crops": 0, "num_classes": 10},
+        "data": {
+            "dataset": "cifar10",
+            "num_large_crops": 2,
+            "num_small_crops": 0,
+            "num_classes": 10,
+        },
         "optimizer": {
             "name": "sgd",
             "batch_size": batch_size,
@@ -153,11 +168,19 @@ def measure(base: str, args: argparse.Namespace) -> tuple[float, float, float]:
         [images(args.batch_size), images(args.batch_size)],
         torch.randint(0, 10, (args.batch_size,), generator=generator).to(device),
     ]
-    twin = [torch.arange(args.twin_batch_size, device=device), images(args.twin_batch_size), images(args.twin_batch_size)]
+    twin = [
+        torch.arange(args.twin_batch_size, device=device),
+        images(args.twin_batch_size),
+        images(args.twin_batch_size),
+    ]
     steppers = [
-        Stepper(METHODS[base](build_cfg(base, args.batch_size, args.twin_batch_size)), main, device),
         Stepper(
-            METHODS[f"infoaug_{base}"](build_cfg(f"infoaug_{base}", args.batch_size, args.twin_batch_size)),
+            METHODS[base](build_cfg(base, args.batch_size, args.twin_batch_size)), main, device
+        ),
+        Stepper(
+            METHODS[f"infoaug_{base}"](
+                build_cfg(f"infoaug_{base}", args.batch_size, args.twin_batch_size)
+            ),
             {"main": main, "twin": twin},
             device,
         ),
@@ -170,7 +193,11 @@ def measure(base: str, args: argparse.Namespace) -> tuple[float, float, float]:
         base_times.append(steppers[0].step())
         infoaug_times.append(steppers[1].step())
     ratios = [i / b for b, i in zip(base_times, infoaug_times)]
-    return statistics.median(base_times), statistics.median(infoaug_times), statistics.median(ratios)
+    return (
+        statistics.median(base_times),
+        statistics.median(infoaug_times),
+        statistics.median(ratios),
+    )
 
 
 def main() -> None:
@@ -179,9 +206,13 @@ def main() -> None:
     parser.add_argument("--twin-batch-size", type=int, default=32, help="twin pairs per step")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
     parser.add_argument("--repeats", type=int, default=7, help="timed steps per model")
-    parser.add_argument("--methods", nargs="+", default=list(METHOD_KWARGS), choices=list(METHOD_KWARGS))
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHOD_KWARGS), choices=list(METHOD_KWARGS)
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads"
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -193,7 +224,9 @@ def main() -> None:
         f"twin batch {args.twin_batch_size} pairs, {args.device}, torch threads "
         f"{torch.get_num_threads()}, medians of {args.repeats} alternating steps"
     )
-    header = f"{'method':<14}{'base ms':>10}{'infoaug ms':>12}{'measured':>10}{'compute':>9}  within 10%"
+    header = (
+        f"{'method':<14}{'base ms':>10}{'infoaug ms':>12}{'measured':>10}{'compute':>9}  within 10%"
+    )
     print(header)
     print("-" * len(header))
     for base in args.methods:

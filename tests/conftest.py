@@ -46,7 +46,15 @@ def encoded_pixel(index: int, is_twin: bool) -> tuple[int, int, int]:
     return index % 256, index // 256, TWIN_BLUE if is_twin else ANCHOR_BLUE
 
 
-def write_twin_store(root: Path, n_pairs: int = 16, size: int = 32, encode_ids: bool = False) -> Path:
+def _box(cell: tuple[int, int], size: int) -> str:
+    """The ``"x0 y0 x1 y1"`` box of grid cell ``(row, col)`` of ``size``-pixel patches."""
+    row, col = cell
+    return f"{col * size} {row * size} {(col + 1) * size} {(row + 1) * size}"
+
+
+def write_twin_store(
+    root: Path, n_pairs: int = 16, size: int = 32, encode_ids: bool = False
+) -> Path:
     """Writes a complete twin store of ``n_pairs`` pairs of ``size`` x ``size`` PNG patches.
 
     Pairs are spread over two fake videos; each pair has its own anchor and twin file. Without
@@ -63,7 +71,9 @@ def write_twin_store(root: Path, n_pairs: int = 16, size: int = 32, encode_ids: 
         ``root``.
     """
     rng = np.random.default_rng(0)
-    hashes = {f"clip{v}": hashlib.sha256(f"clip{v}".encode()).hexdigest() for v in range(_NUM_VIDEOS)}
+    hashes = {
+        f"clip{v}": hashlib.sha256(f"clip{v}".encode()).hexdigest() for v in range(_NUM_VIDEOS)
+    }
     videos = [f"{stem}-{digest[:8]}" for stem, digest in hashes.items()]
     rows = []
     for index in range(n_pairs):
@@ -96,8 +106,8 @@ def write_twin_store(root: Path, n_pairs: int = 16, size: int = 32, encode_ids: 
                 "anchor_file": files[0],
                 "twin_file": files[1],
                 "frame": window_start,
-                "anchor_box": f"{anchor[1] * size} {anchor[0] * size} {(anchor[1] + 1) * size} {(anchor[0] + 1) * size}",
-                "twin_box": f"{twin[1] * size} {twin[0] * size} {(twin[1] + 1) * size} {(twin[0] + 1) * size}",
+                "anchor_box": _box(anchor, size),
+                "twin_box": _box(twin, size),
             }
         )
     root.mkdir(parents=True, exist_ok=True)

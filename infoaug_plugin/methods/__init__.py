@@ -43,7 +43,9 @@ def infoaug_method(base: str) -> type[BaseMethod]:
         return INFOAUG_METHODS[f"infoaug_{base}"]
     except KeyError:
         supported = ", ".join(name.removeprefix("infoaug_") for name in INFOAUG_METHODS)
-        raise ValueError(f"InfoAug has no method for base {base!r}; supported bases: {supported}") from None
+        raise ValueError(
+            f"InfoAug has no method for base {base!r}; supported bases: {supported}"
+        ) from None
 
 
 def register(methods: dict = METHODS) -> None:

@@ -41,7 +41,9 @@ class InfoAugBarlowTwins(InfoAugMixin, BarlowTwins):
             {"name": "mi_projector", "params": self.mi_projector.parameters()}
         ]
 
-    def mi_loss(self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None) -> torch.Tensor:
+    def mi_loss(
+        self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None
+    ) -> torch.Tensor:
         """Barlow Twins' loss between patches and twins (see ``InfoAugMixin.mi_loss``)."""
         z_patch, z_twin = self.mi_projector(feats).chunk(2)
         return barlow_loss_func(z_patch, z_twin, lamb=self.lamb, scale_loss=self.scale_loss)

@@ -115,8 +115,8 @@ class InfoAugMixin:
             cfg: DictConfig object.
 
         Returns:
-            The same cfg, with ``infoaug.weight``, ``infoaug.batch_size`` and every
-            ``infoaug.mi_head`` size set.
+            The same cfg, with ``infoaug.weight``, ``infoaug.batch_size``, every
+            ``infoaug.mi_head`` size and (given ``augmentations``) ``infoaug.image_size`` set.
 
         Raises:
             ValueError: naming the ``infoaug`` key that is invalid.
@@ -128,7 +128,12 @@ class InfoAugMixin:
         if omegaconf_select(cfg, "infoaug") is None:
             cfg.infoaug = {}
         weight = omegaconf_select(cfg, "infoaug.weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
             raise ValueError(f"infoaug.weight must be a finite number >= 0, got {weight!r}")
         cfg.infoaug.weight = float(weight)
 
@@ -137,7 +142,9 @@ class InfoAugMixin:
             raise ValueError(f"infoaug.batch_size must be an integer >= 1, got {batch_size!r}")
         cfg.infoaug.batch_size = batch_size
         # The twin loader sees only the infoaug node, so the contract's default is filled here.
-        if omegaconf_select(cfg, "infoaug.image_size") is None and omegaconf_select(cfg, "augmentations"):
+        if omegaconf_select(cfg, "infoaug.image_size") is None and omegaconf_select(
+            cfg, "augmentations"
+        ):
             cfg.infoaug.image_size = cfg.augmentations[0].crop_size
 
         mi_head = omegaconf_select(cfg, "infoaug.mi_head") or {}
@@ -199,7 +206,9 @@ class InfoAugMixin:
         Returns:
             ``base loss + infoaug.weight * MI loss``.
         """
-        main, twin = (batch.get("main"), batch.get("twin")) if isinstance(batch, Mapping) else (batch, None)
+        main, twin = (
+            (batch.get("main"), batch.get("twin")) if isinstance(batch, Mapping) else (batch, None)
+        )
         if twin is None:
             twin = self.twin_provider.next(self.trainer, self.device)
         pair_ids, patches, twins = _checked_twin_batch(twin)

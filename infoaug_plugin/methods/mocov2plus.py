@@ -46,7 +46,8 @@ class InfoAugMoCoV2Plus(InfoAugMixin, MoCoV2Plus):
         initialize_momentum_params(self.mi_projector, self.momentum_mi_projector)
         self.mi_queue_size: int = sizes.queue_size
         self.register_buffer(
-            "mi_queue", F.normalize(torch.randn(2, sizes.proj_output_dim, self.mi_queue_size), dim=1)
+            "mi_queue",
+            F.normalize(torch.randn(2, sizes.proj_output_dim, self.mi_queue_size), dim=1),
         )
         self.register_buffer("mi_queue_ptr", torch.zeros(1, dtype=torch.long))
 
@@ -85,7 +86,9 @@ class InfoAugMoCoV2Plus(InfoAugMixin, MoCoV2Plus):
         """Each side's query against the other's key and queue (see ``InfoAugMixin.mi_loss``)."""
         q_patch, q_twin = F.normalize(self.mi_projector(feats), dim=-1).chunk(2)
         with torch.no_grad():
-            k_patch, k_twin = F.normalize(self.momentum_mi_projector(momentum_feats), dim=-1).chunk(2)
+            k_patch, k_twin = F.normalize(self.momentum_mi_projector(momentum_feats), dim=-1).chunk(
+                2
+            )
         queue = self.mi_queue.clone().detach()
         loss = (
             mocov2plus_loss_func(q_patch, k_twin, queue[1], self.temperature)

@@ -38,7 +38,9 @@ class InfoAugSimCLR(InfoAugMixin, SimCLR):
             {"name": "mi_projector", "params": self.mi_projector.parameters()}
         ]
 
-    def mi_loss(self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None) -> torch.Tensor:
+    def mi_loss(
+        self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None
+    ) -> torch.Tensor:
         """NT-Xent where a patch and its twin are the positives (see ``InfoAugMixin.mi_loss``)."""
         z = self.mi_projector(feats)
         return simclr_loss_func(z, indexes=pair_ids.repeat(2), temperature=self.temperature)

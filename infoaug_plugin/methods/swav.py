@@ -89,7 +89,8 @@ class InfoAugSwAV(InfoAugMixin, SwAV):
         if rows <= self.mi_twin_batch_size:
             raise ValueError(
                 f"infoaug.mi_head.queue_size ({self.mi_queue_size}) / world size "
-                f"({self.trainer.world_size}) must exceed infoaug.batch_size ({self.mi_twin_batch_size})"
+                f"({self.trainer.world_size}) must exceed infoaug.batch_size "
+                f"({self.mi_twin_batch_size})"
             )
         restored = self.mi_queue
         # Always a new tensor: DDP broadcasts rank 0's buffers as registered when it wrapped the
@@ -106,11 +107,15 @@ class InfoAugSwAV(InfoAugMixin, SwAV):
         batch_size = preds[0].size(0)
         use_queue = self.mi_queue_size > 0 and self.current_epoch >= self.epoch_queue_starts
         return [
-            self.sk(torch.cat((p, self.mi_prototypes(self.mi_queue[i]))) if use_queue else p)[:batch_size]
+            self.sk(torch.cat((p, self.mi_prototypes(self.mi_queue[i]))) if use_queue else p)[
+                :batch_size
+            ]
             for i, p in enumerate(preds)
         ]
 
-    def mi_loss(self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None) -> torch.Tensor:
+    def mi_loss(
+        self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None
+    ) -> torch.Tensor:
         """Each side predicts the other's code (see ``InfoAugMixin.mi_loss``)."""
         z = F.normalize(self.mi_projector(feats))
         preds = list(self.mi_prototypes(z).chunk(2))

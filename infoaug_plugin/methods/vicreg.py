@@ -38,7 +38,9 @@ class InfoAugVICReg(InfoAugMixin, VICReg):
             {"name": "mi_projector", "params": self.mi_projector.parameters()}
         ]
 
-    def mi_loss(self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None) -> torch.Tensor:
+    def mi_loss(
+        self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None
+    ) -> torch.Tensor:
         """VICReg's loss between patches and twins (see ``InfoAugMixin.mi_loss``)."""
         z_patch, z_twin = self.mi_projector(feats).chunk(2)
         return vicreg_loss_func(

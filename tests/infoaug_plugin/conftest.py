@@ -29,7 +29,9 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def twin_store(tmp_path_factory: pytest.TempPathFactory, make_twin_store: Callable[..., Path]) -> Path:
+def twin_store(
+    tmp_path_factory: pytest.TempPathFactory, make_twin_store: Callable[..., Path]
+) -> Path:
     """A 32-pair store of 32x32 patches, shared by the session (tests only read it)."""
     return make_twin_store(tmp_path_factory.mktemp("store") / "twins", n_pairs=32, size=IMAGE_SIZE)
 
@@ -51,7 +53,17 @@ def solo_scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         pytest.skip(f"git cannot reach {SOLO_URL} at {SOLO_COMMIT}: {error}")
     subprocess.run(
-        ["git", "-C", str(checkout), "checkout", "-q", "FETCH_HEAD", "--", "main_pretrain.py", "main_linear.py"],
+        [
+            "git",
+            "-C",
+            str(checkout),
+            "checkout",
+            "-q",
+            "FETCH_HEAD",
+            "--",
+            "main_pretrain.py",
+            "main_linear.py",
+        ],
         check=True,
     )
     return checkout

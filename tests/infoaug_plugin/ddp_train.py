@@ -52,7 +52,11 @@ def main(base: str, path: str, store: Path, out: Path, steps: int) -> None:
         "world_size": trainer.world_size,
         "pair_ids": seen,
         "mi_loss": float(trainer.callback_metrics["train_mi_loss"]),
-        "mi_params": [p.detach().sum().item() for name, p in model.named_parameters() if name.startswith("mi_")],
+        "mi_params": [
+            p.detach().sum().item()
+            for name, p in model.named_parameters()
+            if name.startswith("mi_")
+        ],
     }
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 

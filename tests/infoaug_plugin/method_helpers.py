@@ -18,8 +18,18 @@ from torch.utils.data import DataLoader, Dataset
 METHOD_KWARGS: dict[str, dict[str, Any]] = {
     "simclr": {"proj_hidden_dim": 32, "proj_output_dim": 16, "temperature": 0.2},
     "byol": {"proj_hidden_dim": 32, "proj_output_dim": 16, "pred_hidden_dim": 32},
-    "mocov2plus": {"proj_hidden_dim": 32, "proj_output_dim": 16, "temperature": 0.2, "queue_size": 32},
-    "mocov3": {"proj_hidden_dim": 32, "proj_output_dim": 16, "pred_hidden_dim": 32, "temperature": 0.2},
+    "mocov2plus": {
+        "proj_hidden_dim": 32,
+        "proj_output_dim": 16,
+        "temperature": 0.2,
+        "queue_size": 32,
+    },
+    "mocov3": {
+        "proj_hidden_dim": 32,
+        "proj_output_dim": 16,
+        "pred_hidden_dim": 32,
+        "temperature": 0.2,
+    },
     "swav": {
         "proj_hidden_dim": 32,
         "proj_output_dim": 16,
@@ -31,7 +41,12 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     },
     "vicreg": {"proj_hidden_dim": 32, "proj_output_dim": 16},
     "barlow_twins": {"proj_hidden_dim": 32, "proj_output_dim": 16},
-    "dino": {"proj_hidden_dim": 32, "proj_output_dim": 16, "num_prototypes": 12, "freeze_last_layer": 0},
+    "dino": {
+        "proj_hidden_dim": 32,
+        "proj_output_dim": 16,
+        "num_prototypes": 12,
+        "freeze_last_layer": 0,
+    },
 }
 BASES = tuple(METHOD_KWARGS)
 MOMENTUM_BASES = ("byol", "mocov2plus", "mocov3", "dino")
@@ -124,7 +139,9 @@ def train_loaders(store: Path, batch_size: int = 4, shuffle: bool = True) -> dic
     """The ``{"main", "twin"}`` loaders of the plugin's entry point (deterministic unless shuffled)."""
     return {
         "main": DataLoader(RandomViews(), batch_size=batch_size, shuffle=shuffle, drop_last=True),
-        "twin": DataLoader(StoreTwins(store), batch_size=batch_size, shuffle=shuffle, drop_last=True),
+        "twin": DataLoader(
+            StoreTwins(store), batch_size=batch_size, shuffle=shuffle, drop_last=True
+        ),
     }
 
 

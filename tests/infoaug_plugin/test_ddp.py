@@ -18,7 +18,9 @@ STEPS = 4  # one pass over the 32-pair store: 2 ranks x 4 steps x 4 pairs
 
 
 @pytest.mark.parametrize(("base", "path"), [("simclr", "dict"), ("byol", "provider")])
-def test_ddp_ranks_train_on_disjoint_twin_pairs(base: str, path: str, twin_store: Path, tmp_path: Path) -> None:
+def test_ddp_ranks_train_on_disjoint_twin_pairs(
+    base: str, path: str, twin_store: Path, tmp_path: Path
+) -> None:
     script = Path(__file__).with_name("ddp_train.py")
     result = subprocess.run(
         [sys.executable, str(script), base, path, str(twin_store), str(tmp_path), str(STEPS)],
@@ -37,4 +39,6 @@ def test_ddp_ranks_train_on_disjoint_twin_pairs(base: str, path: str, twin_store
     assert len(set(seen[0]) | set(seen[1])) == 2 * STEPS * 4  # unique within and across ranks
     assert all(0 <= pair < 32 for pairs in seen for pair in pairs)
     assert all(math.isfinite(r["mi_loss"]) for r in ranks)
-    assert ranks[0]["mi_params"] == ranks[1]["mi_params"]  # MI gradients were all-reduced every step
+    assert (
+        ranks[0]["mi_params"] == ranks[1]["mi_params"]
+    )  # MI gradients were all-reduced every step

@@ -34,7 +34,9 @@ class Fitted:
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory: pytest.TempPathFactory, twin_store: Path, one_torch_thread: None) -> Callable[[str], Fitted]:
+def fitted(
+    tmp_path_factory: pytest.TempPathFactory, twin_store: Path, one_torch_thread: None
+) -> Callable[[str], Fitted]:
     """``fitted(base)``: ``infoaug_<base>`` trained once per module through the dict of loaders."""
     cache: dict[str, Fitted] = {}
 
@@ -95,28 +97,42 @@ def test_fit_logs_finite_base_and_mi_losses(base: str, fitted: Callable[[str], F
 @pytest.mark.parametrize("base", BASES)
 def test_fit_trains_every_mi_parameter(base: str, fitted: Callable[[str], Fitted]) -> None:
     run = fitted(base)
-    trained = {name: p for name, p in run.model.named_parameters() if name.startswith("mi_") and p.requires_grad}
+    trained = {
+        name: p
+        for name, p in run.model.named_parameters()
+        if name.startswith("mi_") and p.requires_grad
+    }
     assert trained
     unchanged = [name for name, p in trained.items() if torch.equal(p, run.initial[name])]
     assert unchanged == []
 
 
 @pytest.mark.parametrize("base", MOMENTUM_BASES)
-def test_momentum_mi_head_moves_toward_online_head(base: str, fitted: Callable[[str], Fitted]) -> None:
+def test_momentum_mi_head_moves_toward_online_head(
+    base: str, fitted: Callable[[str], Fitted]
+) -> None:
     run = fitted(base)
     params = dict(run.model.named_parameters())
-    momentum = {name: p for name, p in params.items() if name.startswith("momentum_mi_") and p.dtype.is_floating_point}
+    momentum = {
+        name: p
+        for name, p in params.items()
+        if name.startswith("momentum_mi_") and p.dtype.is_floating_point
+    }
     assert momentum
     for name, p in momentum.items():
         online = params[name.removeprefix("momentum_")]
-        if torch.equal(online, run.initial[name]):  # a frozen weight-norm gain stays put on both sides
+        if torch.equal(
+            online, run.initial[name]
+        ):  # a frozen weight-norm gain stays put on both sides
             continue
         assert not torch.equal(p, run.initial[name]), name
         assert (p - online).norm() < (run.initial[name] - online).norm(), name
 
 
 @pytest.mark.parametrize("base", BASES)
-def test_checkpoint_loads_into_linear_eval_backbone(base: str, fitted: Callable[[str], Fitted]) -> None:
+def test_checkpoint_loads_into_linear_eval_backbone(
+    base: str, fitted: Callable[[str], Fitted]
+) -> None:
     run = fitted(base)
     backbone, missing = linear_eval_backbone(run.ckpt, base)
     assert missing == []
@@ -125,7 +141,9 @@ def test_checkpoint_loads_into_linear_eval_backbone(base: str, fitted: Callable[
 
 
 @pytest.mark.parametrize("base", BASES)
-def test_checkpoint_resumes_training(base: str, fitted: Callable[[str], Fitted], twin_store: Path) -> None:
+def test_checkpoint_resumes_training(
+    base: str, fitted: Callable[[str], Fitted], twin_store: Path
+) -> None:
     run = fitted(base)
     model = METHODS[f"infoaug_{base}"](build_cfg(f"infoaug_{base}"))
     trainer = cpu_trainer(max_steps=STEPS + 1)
@@ -146,7 +164,10 @@ def test_zero_weight_keeps_base_backbone_gradient(base: str, twin_store: Path) -
     assert missing == []
 
     grads = []
-    for model, data in ((infoaug, train_loaders(twin_store, shuffle=False)), (reference, train_loaders(twin_store, shuffle=False)["main"])):
+    for model, data in (
+        (infoaug, train_loaders(twin_store, shuffle=False)),
+        (reference, train_loaders(twin_store, shuffle=False)["main"]),
+    ):
         capture = FirstStepGradients()
         cpu_trainer(max_steps=1, callbacks=[capture]).fit(model, data)
         grads.append(capture.grads)
@@ -155,8 +176,16 @@ def test_zero_weight_keeps_base_backbone_gradient(base: str, twin_store: Path) -
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
 
 
-@pytest.mark.parametrize(("base", "frozen", "freeze_key"), [("swav", "mi_prototypes", "freeze_prototypes_epochs"), ("dino", "mi_head.last_layer", "freeze_last_layer")])
-def test_mi_prototypes_frozen_like_base_in_first_epochs(base: str, frozen: str, freeze_key: str, twin_store: Path) -> None:
+@pytest.mark.parametrize(
+    ("base", "frozen", "freeze_key"),
+    [
+        ("swav", "mi_prototypes", "freeze_prototypes_epochs"),
+        ("dino", "mi_head.last_layer", "freeze_last_layer"),
+    ],
+)
+def test_mi_prototypes_frozen_like_base_in_first_epochs(
+    base: str, frozen: str, freeze_key: str, twin_store: Path
+) -> None:
     cfg = build_cfg(f"infoaug_{base}")
     cfg.method_kwargs[freeze_key] = 1
     model = METHODS[f"infoaug_{base}"](cfg)
@@ -173,7 +202,9 @@ def test_mocov2plus_mi_queue_takes_gathered_twin_keys(fitted: Callable[[str], Fi
 
 
 def test_mocov2plus_mi_queue_size_must_divide_by_twin_batch(twin_store: Path) -> None:
-    model = METHODS["infoaug_mocov2plus"](build_cfg("infoaug_mocov2plus", mi_head={"queue_size": 30}))
+    model = METHODS["infoaug_mocov2plus"](
+        build_cfg("infoaug_mocov2plus", mi_head={"queue_size": 30})
+    )
     with pytest.raises(ValueError, match="infoaug.mi_head.queue_size"):
         cpu_trainer(max_steps=1).fit(model, train_loaders(twin_store))
 
@@ -192,7 +223,9 @@ def test_dino_mi_teacher_temperature_follows_epoch(twin_store: Path) -> None:
 
 
 def test_provider_serves_twins_when_trainer_gets_main_loader_only(twin_store: Path) -> None:
-    model = METHODS["infoaug_simclr"](build_cfg("infoaug_simclr", twins=str(twin_store), image_size=32, num_workers=0))
+    model = METHODS["infoaug_simclr"](
+        build_cfg("infoaug_simclr", twins=str(twin_store), image_size=32, num_workers=0)
+    )
     trainer = cpu_trainer(max_steps=5)
     trainer.fit(model, DataLoader(RandomViews(), batch_size=4, shuffle=True, drop_last=True))
     assert trainer.global_step == 5

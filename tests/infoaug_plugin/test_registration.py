@@ -17,8 +17,11 @@ EXPECTED_KEYS = sorted(f"infoaug_{base}" for base in BASES)
 
 
 def _registered_keys_in_fresh_interpreter(code: str, cwd: Path) -> list[str]:
-    script = f"{code}\nfrom solo.methods import METHODS\nprint(sorted(k for k in METHODS if k.startswith('infoaug_')))"
-    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, check=True)
+    listing = "print(sorted(k for k in METHODS if k.startswith('infoaug_')))"
+    script = f"{code}\nfrom solo.methods import METHODS\n{listing}"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, check=True
+    )
     return eval(result.stdout.strip().splitlines()[-1])
 
 
@@ -46,7 +49,10 @@ def test_each_key_names_its_base_class() -> None:
 
 
 def test_unknown_base_lists_the_supported_ones() -> None:
-    with pytest.raises(ValueError, match="supported bases: simclr, byol, mocov2plus, mocov3, swav, vicreg, barlow_twins, dino"):
+    with pytest.raises(
+        ValueError,
+        match="supported bases: simclr, byol, mocov2plus, mocov3, swav, vicreg, barlow_twins, dino",
+    ):
         infoaug_method("simsiam")
 
 
@@ -68,7 +74,11 @@ def test_every_mi_parameter_is_optimised(base: str) -> None:
     optimised = {id(p) for group in model.learnable_params for p in group["params"]}
     mi_params = [name for name, _ in model.named_parameters() if name.startswith("mi_")]
     assert mi_params
-    assert [name for name, p in model.named_parameters() if name.startswith("mi_") and id(p) not in optimised] == []
+    assert [
+        name
+        for name, p in model.named_parameters()
+        if name.startswith("mi_") and id(p) not in optimised
+    ] == []
 
 
 @pytest.mark.parametrize("base", MOMENTUM_BASES)
@@ -78,7 +88,9 @@ def test_every_momentum_mi_module_is_an_ema_target(base: str) -> None:
     momentum_mi = [name for name, _ in model.named_children() if name.startswith("momentum_mi_")]
     assert momentum_mi
     assert all(id(getattr(model, name)) in targets for name in momentum_mi)
-    assert all(not p.requires_grad for name in momentum_mi for p in getattr(model, name).parameters())
+    assert all(
+        not p.requires_grad for name in momentum_mi for p in getattr(model, name).parameters()
+    )
 
 
 @pytest.mark.parametrize("base", BASES)
@@ -89,7 +101,9 @@ def test_mi_head_has_the_base_head_sizes_by_default(base: str) -> None:
     assert [p.shape for p in getattr(model, f"mi_{base_head}").parameters()] == base_shapes
     assert all(
         not torch.equal(a, b)
-        for a, b in zip(getattr(model, base_head).parameters(), getattr(model, f"mi_{base_head}").parameters())
+        for a, b in zip(
+            getattr(model, base_head).parameters(), getattr(model, f"mi_{base_head}").parameters()
+        )
         if a.requires_grad and a.ndim > 1
     )
 
@@ -98,7 +112,11 @@ def test_mi_head_has_the_base_head_sizes_by_default(base: str) -> None:
 def test_mi_head_sizes_can_be_overridden(base: str) -> None:
     sizes = {"proj_hidden_dim": 24, "proj_output_dim": 8}
     model = METHODS[f"infoaug_{base}"](build_cfg(f"infoaug_{base}", mi_head=sizes))
-    mi_head, base_head = (model.mi_head.mlp, model.head.mlp) if base == "dino" else (model.mi_projector, model.projector)
+    mi_head, base_head = (
+        (model.mi_head.mlp, model.head.mlp)
+        if base == "dino"
+        else (model.mi_projector, model.projector)
+    )
     linears = [m for m in mi_head if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in linears] == [24] * (len(linears) - 1) + [8]
     assert base_head[-1].out_features == 16
@@ -120,7 +138,11 @@ def test_infoaug_defaults_follow_the_main_data() -> None:
     del cfg.infoaug.batch_size
     cfg.augmentations = [{"crop_size": 28, "num_crops": 2}]
     model = METHODS["infoaug_simclr"](cfg)
-    assert (model.cfg.infoaug.weight, model.cfg.infoaug.batch_size, model.cfg.infoaug.image_size) == (1.0, 6, 28)
+    assert (
+        model.cfg.infoaug.weight,
+        model.cfg.infoaug.batch_size,
+        model.cfg.infoaug.image_size,
+    ) == (1.0, 6, 28)
 
 
 def test_misaligned_twin_batch_is_refused() -> None:

@@ -23,7 +23,11 @@ pytestmark = pytest.mark.slow
 
 NUM_CLASSES = 5
 HYDRA_QUIET = {
-    "defaults": ["_self_", {"override hydra/hydra_logging": "disabled"}, {"override hydra/job_logging": "disabled"}],
+    "defaults": [
+        "_self_",
+        {"override hydra/hydra_logging": "disabled"},
+        {"override hydra/job_logging": "disabled"},
+    ],
     "hydra": {"output_subdir": None, "run": {"dir": "."}},
 }
 # The CPU settings of SOLO_LEARN_NOTES 7.3 (devices is a string so both parse_cfg and Lightning accept it).
@@ -57,7 +61,13 @@ def pretrain_config(base: str, images: Path, twins: Path, checkpoints: Path) -> 
     """A solo-learn pretraining YAML for ``infoaug_<base>`` on the custom folder, CPU-sized."""
     augmentation = {
         "rrc": {"enabled": True, "crop_min_scale": 0.5, "crop_max_scale": 1.0},
-        "color_jitter": {"prob": 0.0, "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1},
+        "color_jitter": {
+            "prob": 0.0,
+            "brightness": 0.4,
+            "contrast": 0.4,
+            "saturation": 0.2,
+            "hue": 0.1,
+        },
         "grayscale": {"prob": 0.0},
         "gaussian_blur": {"prob": 0.0},
         "solarization": {"prob": 0.0},
@@ -73,9 +83,21 @@ def pretrain_config(base: str, images: Path, twins: Path, checkpoints: Path) -> 
         "method": f"infoaug_{base}",
         "backbone": {"name": "resnet18"},
         "method_kwargs": METHOD_KWARGS[base],
-        "data": {"dataset": "custom", "train_path": str(images), "val_path": None, "format": "image_folder", "num_workers": 0},
+        "data": {
+            "dataset": "custom",
+            "train_path": str(images),
+            "val_path": None,
+            "format": "image_folder",
+            "num_workers": 0,
+        },
         "augmentations": [augmentation],
-        "optimizer": {"name": "sgd", "batch_size": 4, "lr": 0.05, "classifier_lr": 0.05, "weight_decay": 1e-5},
+        "optimizer": {
+            "name": "sgd",
+            "batch_size": 4,
+            "lr": 0.05,
+            "classifier_lr": 0.05,
+            "weight_decay": 1e-5,
+        },
         "scheduler": {"name": "warmup_cosine", "warmup_epochs": 0},
         "checkpoint": {"enabled": True, "dir": str(checkpoints), "frequency": 1},
         "infoaug": {"twins": str(twins), "num_workers": 0, "loader": "torch"},
@@ -110,7 +132,10 @@ class Pretrained:
 
 @pytest.fixture(scope="module")
 def pretrained(
-    tmp_path_factory: pytest.TempPathFactory, solo_scripts: Path, image_folder: Path, twin_store: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    solo_scripts: Path,
+    image_folder: Path,
+    twin_store: Path,
 ) -> Callable[[str], Pretrained]:
     """``pretrained(base)``: one ``main_pretrain.py`` epoch of ``infoaug_<base>``, run once."""
     cache: dict[str, Pretrained] = {}
@@ -131,14 +156,17 @@ def pretrained(
 # A plain method, a momentum one (evaluated below), and the two whose MI heads hold state in hooks;
 # every base's training itself is covered by test_methods.py.
 @pytest.mark.parametrize("base", ["simclr", "byol", "swav", "dino"])
-def test_main_pretrain_trains_infoaug_method_with_provider_twins(base: str, pretrained: Callable[[str], Pretrained]) -> None:
+def test_main_pretrain_trains_infoaug_method_with_provider_twins(
+    base: str, pretrained: Callable[[str], Pretrained]
+) -> None:
     run = pretrained(base)
     assert "train_mi_loss" in run.metrics.splitlines()[0]
     assert run.ckpt.stat().st_size > 0
 
 
 def test_main_linear_evaluates_infoaug_checkpoint(
-    pretrained: Callable[[str], Pretrained], solo_scripts: Path, image_folder: Path, tmp_path: Path) -> None:
+    pretrained: Callable[[str], Pretrained], solo_scripts: Path, image_folder: Path, tmp_path: Path
+) -> None:
     config = {
         **HYDRA_QUIET,
         **CPU_RUN,
@@ -147,7 +175,13 @@ def test_main_linear_evaluates_infoaug_checkpoint(
         "pretrained_feature_extractor": str(pretrained("byol").ckpt),
         "pretrain_method": "byol",
         "backbone": {"name": "resnet18"},
-        "data": {"dataset": "custom", "train_path": str(image_folder), "val_path": str(image_folder), "format": "image_folder", "num_workers": 0},
+        "data": {
+            "dataset": "custom",
+            "train_path": str(image_folder),
+            "val_path": str(image_folder),
+            "format": "image_folder",
+            "num_workers": 0,
+        },
         "optimizer": {"name": "sgd", "batch_size": 4, "lr": 0.1, "weight_decay": 0.0},
         "scheduler": {"name": "step", "lr_decay_steps": [60, 80]},
         "checkpoint": {"enabled": False},
