@@ -14,7 +14,10 @@ for momentum methods (BYOL, MoCo v2+, MoCo v3, DINO).
 Usage::
 
     python benchmarks/step_overhead.py [--batch-size 32] [--twin-batch-size 32] [--warmup 2]
-        [--repeats 7] [--methods simclr byol ...] [--device cpu]
+        [--repeats 7] [--methods simclr byol ...] [--device cpu] [--threads N]
+
+On a CPU shared with other jobs, ``--threads 1`` gives steady numbers: torch threads that wait on
+each other at every operator turn other processes' load into large, uneven delays.
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ class Stepper:
     """
 
     def __init__(self, model: pl.LightningModule, batch: Any, device: torch.device):
+        """Moves ``model`` to ``device``, attaches a ``LoopState`` and runs the start hooks.
+
+        Args:
+            model: a solo-learn method.
+            batch: the batch every step trains on, already on ``device``.
+            device: where the model runs.
+        """
         self.model = model.to(device)
         self.batch = batch
         self.device = device

@@ -95,7 +95,7 @@ def write_twin_store(
             files.append(relative)
         rows.append(
             {
-                "pair_id": f"{video}/{index:06d}",
+                "pair_id": f"{video}:w{window_start}:f{window_start}:r{anchor[0]}c{anchor[1]}",
                 "video": video,
                 "window_start": window_start,
                 "anchor_row": anchor[0],
