@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -11,12 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# pytest puts tests/ on sys.path, where tests/infoaug_plugin/ (no __init__.py) would be imported as
-# a namespace package named infoaug_plugin, hiding the real one (an editable install's finder comes
-# after the path finder). The repository root ahead of it makes the real package win.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from twin_builder.store_format import (  # noqa: E402
+from twin_builder.store_format import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     PAIRS_NAME,
