@@ -8,9 +8,8 @@ import omegaconf
 import torch
 from solo.losses.byol import byol_loss_func
 from solo.methods.byol import BYOL
-from solo.utils.momentum import initialize_momentum_params
 
-from infoaug_plugin.methods.mixin import InfoAugMixin, fresh_head
+from infoaug_plugin.methods.mixin import InfoAugMixin, fresh_head, momentum_mi_projectors
 
 
 class InfoAugBYOL(InfoAugMixin, BYOL):
@@ -34,13 +33,9 @@ class InfoAugBYOL(InfoAugMixin, BYOL):
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
         sizes = cfg.infoaug.mi_head
-        self.mi_projector = fresh_head(
-            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
+        self.mi_projector, self.momentum_mi_projector = momentum_mi_projectors(
+            self.projector, self.features_dim, sizes
         )
-        self.momentum_mi_projector = fresh_head(
-            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
-        )
-        initialize_momentum_params(self.mi_projector, self.momentum_mi_projector)
         self.mi_predictor = fresh_head(
             self.predictor, sizes.proj_output_dim, sizes.pred_hidden_dim, sizes.proj_output_dim
         )

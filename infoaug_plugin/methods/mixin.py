@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from solo.methods.base import BaseMomentumMethod
 from solo.utils.misc import omegaconf_select
+from solo.utils.momentum import initialize_momentum_params
 
 from infoaug_plugin.twin_provider import TwinProvider
 
@@ -59,6 +60,27 @@ def fresh_head(head: nn.Sequential, in_dim: int, hidden_dim: int, out_dim: int) 
         else:
             blocks.append(copy.deepcopy(block))
     return nn.Sequential(*blocks)
+
+
+def momentum_mi_projectors(
+    projector: nn.Sequential, in_dim: int, sizes: omegaconf.DictConfig
+) -> tuple[nn.Sequential, nn.Sequential]:
+    """An MI projector shaped like the base ``projector`` and its momentum copy, starting equal.
+
+    Args:
+        projector: the base method's projector.
+        in_dim: backbone feature width.
+        sizes: the ``infoaug.mi_head`` node (``proj_hidden_dim``, ``proj_output_dim``).
+
+    Returns:
+        ``(mi_projector, momentum_mi_projector)``; the second has no gradients and is meant for
+        ``momentum_pairs``.
+    """
+    online, momentum = (
+        fresh_head(projector, in_dim, sizes.proj_hidden_dim, sizes.proj_output_dim) for _ in range(2)
+    )
+    initialize_momentum_params(online, momentum)
+    return online, momentum
 
 
 class InfoAugMixin:

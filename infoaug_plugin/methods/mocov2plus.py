@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from solo.losses.mocov2plus import mocov2plus_loss_func
 from solo.methods.mocov2plus import MoCoV2Plus
 from solo.utils.misc import gather
-from solo.utils.momentum import initialize_momentum_params
 
-from infoaug_plugin.methods.mixin import InfoAugMixin, fresh_head
+from infoaug_plugin.methods.mixin import InfoAugMixin, momentum_mi_projectors
 
 
 class InfoAugMoCoV2Plus(InfoAugMixin, MoCoV2Plus):
@@ -37,13 +36,9 @@ class InfoAugMoCoV2Plus(InfoAugMixin, MoCoV2Plus):
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
         sizes = cfg.infoaug.mi_head
-        self.mi_projector = fresh_head(
-            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
+        self.mi_projector, self.momentum_mi_projector = momentum_mi_projectors(
+            self.projector, self.features_dim, sizes
         )
-        self.momentum_mi_projector = fresh_head(
-            self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
-        )
-        initialize_momentum_params(self.mi_projector, self.momentum_mi_projector)
         self.mi_queue_size: int = sizes.queue_size
         self.register_buffer(
             "mi_queue",
