@@ -134,7 +134,8 @@ def render_store(
                 )
         start = int(analysis["window_start"][window])
         frame_axis.set_title(
-            f"{record['name']}  window at frame {start}: {int(valid.sum())}/{len(valid)} valid patches, "
+            # Two lines: a narrow frame (a small or portrait video) would clip one long line.
+            f"{record['name']}, window at frame {start}\n{int(valid.sum())}/{len(valid)} valid patches, "
             f"{int((analysis['twins'][window] >= 0).sum())} twins ({manifest['selection']} selection)"
         )
         frame_axis.axis("off")
