@@ -193,7 +193,7 @@ def _torchvision_split(make: Callable[[], object], where: Path) -> LabelledImage
     try:
         dataset = make()
     except RuntimeError as error:
-        raise DatasetError(f"{where}: {error}") from error
+        raise DatasetError(f"{where}: missing or not the official files ({error})") from error
     images = np.asarray(dataset.data)
     if images.shape[1] == 3:  # STL-10 keeps CHW
         images = images.transpose(0, 2, 3, 1)

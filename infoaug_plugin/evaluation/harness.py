@@ -194,8 +194,11 @@ def write_results(
     table = markdown_table(summaries)
     write_csv(results, out / "results.csv")
     plot_matrix(summaries, out / "results.png", title)
+    total_minutes = sum(r.pretrain_s + r.linear_s for r in results) / 60
     (out / "results.md").write_text(
         f"# InfoAug evaluation\n\n{title}\n\n{table}\n"
+        f"{len(results)} runs, {total_minutes:.1f} min of run time in all (pretraining + linear "
+        "evaluation commands, wall clock).\n\n"
         f"Command:\n\n```\n{command}\n```\n\n"
         f"Budget: `{asdict(budget)}`\n\nHardware: `{asdict(hardware)}`\n"
     )
