@@ -12,10 +12,12 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+import torchvision.datasets as tv_datasets
 from solo.data.classification_dataloader import prepare_data
 
 from infoaug_plugin.evaluation.datasets import (
     DEBIAN_FASHION_MNIST,
+    EXPORT_MARKER,
     DatasetError,
     LabelledImages,
     export_dataset,
@@ -31,6 +33,14 @@ needs_fashion_mnist = pytest.mark.skipif(
     not (DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file(),
     reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION_MNIST}); apt-get install it",
 )
+
+
+@pytest.fixture
+def exports_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``accept_exports()`` for one test; torchvision's own classes are restored afterwards."""
+    for name in ("CIFAR10", "CIFAR100", "STL10"):
+        monkeypatch.setattr(tv_datasets, name, getattr(tv_datasets, name))
+    accept_exports()
 
 
 def _random_split(n: int, side: int, classes: int, seed: int) -> LabelledImages:
@@ -75,9 +85,10 @@ def test_export_refuses_a_custom_dir_with_fewer_than_five_classes(tmp_path: Path
 
 
 @needs_fashion_mnist
-def test_fashion_mnist_export_takes_solo_learns_cifar_path_and_is_cached(tmp_path: Path) -> None:
+def test_fashion_mnist_export_takes_solo_learns_cifar_path_and_is_cached(
+    tmp_path: Path, exports_accepted: None
+) -> None:
     data = export_dataset("fashion-mnist", None, tmp_path, 50, 30, seed=0)
-    accept_exports()
     train_loader, val_loader = prepare_data(
         data.solo_dataset, str(data.train_path), str(data.val_path), batch_size=30, num_workers=0
     )
@@ -86,23 +97,20 @@ def test_fashion_mnist_export_takes_solo_learns_cifar_path_and_is_cached(tmp_pat
     assert images.shape == (30, 3, 32, 32)
     assert np.bincount(np.asarray(train_loader.dataset.targets)).tolist() == [5] * 10
     assert torch.equal(torch.unique(labels), torch.arange(10))
-    marker_time = (data.root / "infoaug-export.json").stat().st_mtime_ns
+    marker_time = (data.root / EXPORT_MARKER).stat().st_mtime_ns
     assert export_dataset("fashion-mnist", None, tmp_path, 50, 30, seed=0) == data
-    assert (data.root / "infoaug-export.json").stat().st_mtime_ns == marker_time
+    assert (data.root / EXPORT_MARKER).stat().st_mtime_ns == marker_time
 
 
 @pytest.mark.parametrize(
     ("writer", "name", "side"), [(write_cifar100, "CIFAR100", 32), (write_stl10, "STL10", 96)]
 )
 def test_cifar100_and_stl10_exports_read_back_through_torchvision(
-    tmp_path: Path, writer: Callable, name: str, side: int
+    tmp_path: Path, exports_accepted: None, writer: Callable, name: str, side: int
 ) -> None:
     train, test = _random_split(12, side, 6, seed=1), _random_split(7, side, 6, seed=2)
     writer(tmp_path, train, test)
-    (tmp_path / "infoaug-export.json").write_text("{}")
-    accept_exports()
-    import torchvision.datasets as tv_datasets
-
+    (tmp_path / EXPORT_MARKER).write_text("{}")
     cls = getattr(tv_datasets, name)
     read = cls(str(tmp_path), split="test") if name == "STL10" else cls(str(tmp_path), train=False)
     images = read.data.transpose(0, 2, 3, 1) if name == "STL10" else read.data
