@@ -141,6 +141,8 @@ class Hardware:
         precision: Lightning precision (``32``, ``16-mixed``, ``bf16-mixed``).
         loader: twin loader, ``torch`` or ``dali``.
         dali_device: device of DALI's twin pipeline (``cpu`` or ``gpu``).
+        threads: CPU threads of each run's processes (``OMP_NUM_THREADS``); 0 keeps torch's
+            default (one per core). On cores shared with other jobs, 1 can be several times faster.
     """
 
     accelerator: str = "cpu"
@@ -148,6 +150,7 @@ class Hardware:
     precision: str = "32"
     loader: str = "torch"
     dali_device: str = "cpu"
+    threads: int = 0
 
     def trainer_keys(self) -> dict[str, Any]:
         """The top-level YAML keys solo-learn forwards to Lightning's ``Trainer``.

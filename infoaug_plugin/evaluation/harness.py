@@ -74,7 +74,7 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults: Budget) -> N
 
 
 def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--accelerator``, ``--devices``, ``--precision``, ``--loader`` and ``--dali-device``."""
+    """Adds the :class:`Hardware` options (``--accelerator``, ``--devices``, ... ``--threads``)."""
     group = parser.add_argument_group("hardware")
     defaults = Hardware()
     group.add_argument("--accelerator", choices=("cpu", "gpu"), default=defaults.accelerator)
@@ -82,6 +82,9 @@ def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", default=defaults.precision, help="32, 16-mixed, bf16-mixed")
     group.add_argument("--loader", choices=("torch", "dali"), default=defaults.loader, help="twin loader")
     group.add_argument("--dali-device", choices=("cpu", "gpu"), default=defaults.dali_device)
+    group.add_argument(
+        "--threads", type=int, default=defaults.threads, help="OMP_NUM_THREADS of each run (0: torch's)"
+    )
 
 
 def budget_from_args(args: argparse.Namespace) -> Budget:

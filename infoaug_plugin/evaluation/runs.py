@@ -103,13 +103,16 @@ def command_line(step: str, config: Path) -> list[str]:
     ]
 
 
-def _run_step(step: str, config: Path, cwd: Path, report: Callable[[str], None]) -> float:
+def _run_step(
+    step: str, config: Path, cwd: Path, threads: int, report: Callable[[str], None]
+) -> float:
     """Runs one step with its output in ``cwd/<step>.log``, reporting its elapsed time each second.
 
     Args:
         step: see :func:`command_line`.
         config: the step's YAML.
         cwd: working directory (Lightning writes its logs below it).
+        threads: ``OMP_NUM_THREADS`` of the step's process; 0 leaves the environment as it is.
         report: called with ``"<step> <seconds>s"`` while the step runs.
 
     Returns:
@@ -118,8 +121,9 @@ def _run_step(step: str, config: Path, cwd: Path, report: Callable[[str], None])
     log = cwd / f"{step}.log"
     started = time.perf_counter()
     with log.open("w") as handle:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
         process = subprocess.Popen(
-            command_line(step, config), cwd=cwd, stdout=handle, stderr=subprocess.STDOUT
+            command_line(step, config), cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT
         )
         while True:
             try:
@@ -189,8 +193,10 @@ def run_cell(
     run_dir = out_dir / "runs" / cell.key
     result_file = run_dir / RESULT_NAME
     pretrain_cfg = pretrain_config(cell.base, cell.variant, data, twins, budget, hardware, cell.seed, run_dir)
+    # Thread counts change speed, not what is computed: a run may resume with other ones.
+    hardware_keys = {k: v for k, v in asdict(hardware).items() if k != "threads"}
     fingerprint = json.loads(
-        json.dumps({"pretrain": pretrain_cfg, "budget": asdict(budget), "hardware": asdict(hardware)})
+        json.dumps({"pretrain": pretrain_cfg, "budget": asdict(budget), "hardware": hardware_keys})
     )
     if result_file.is_file():
         recorded = json.loads(result_file.read_text())
@@ -210,13 +216,13 @@ def run_cell(
             for step, cfg, cwd in steps
         )
     )
-    pretrain_s = _run_step(pretrain_step, pretrain_yaml, run_dir, report)
+    pretrain_s = _run_step(pretrain_step, pretrain_yaml, run_dir, hardware.threads, report)
     checkpoint = _newest_checkpoint(run_dir / "checkpoints")
     _write_yaml(
         linear_yaml,
         linear_config(cell.base, cell.variant, data, checkpoint, budget, hardware, cell.seed, run_dir),
     )
-    linear_s = _run_step(linear_step, linear_yaml, linear_dir, report)
+    linear_s = _run_step(linear_step, linear_yaml, linear_dir, hardware.threads, report)
     if linear_step == "probe":
         top1 = json.loads((linear_dir / PROBE_RESULT).read_text())["top1"]
     else:

@@ -122,7 +122,7 @@ def test_cifar100_and_stl10_exports_read_back_through_torchvision(
 @pytest.mark.slow
 @needs_fashion_mnist
 def test_demo_quick_runs_offline_prints_its_table_and_writes_its_png(tmp_path: Path) -> None:
-    completed = _run([str(BIN / "infoaug-demo"), "--quick"], tmp_path, 600)
+    completed = _run([str(BIN / "infoaug-demo"), "--quick", "--threads", "1"], tmp_path, 600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| method | linear top-1 (%) | time (min) |" in completed.stdout
     assert "| infoaug_simclr | " in completed.stdout
@@ -143,6 +143,7 @@ def test_harness_runs_a_two_cell_matrix_with_solo_linear_eval_then_skips_finishe
         "--train-size", "64", "--test-size", "50", "--epochs", "1", "--batch-size", "16",
         "--twin-batch-size", "8", "--linear-eval", "solo", "--linear-epochs", "1",
         "--linear-batch-size", "16", "--proj-hidden-dim", "64", "--proj-output-dim", "32",
+        "--threads", "1",
     ]  # fmt: skip
     first = _run(command, tmp_path, 600)
     assert first.returncode == 0, first.stderr[-3000:]
