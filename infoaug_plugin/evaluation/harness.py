@@ -70,7 +70,8 @@ def add_budget_arguments(parser: argparse.ArgumentParser, defaults: Budget) -> N
         value = getattr(defaults, field.name)
         choices = LINEAR_EVALS if field.name == "linear_eval" else None
         option = f"--{field.name.replace('_', '-')}"
-        group.add_argument(option, type=type(value), default=value, choices=choices)
+        help_text = field.name.replace("_", " ")
+        group.add_argument(option, type=type(value), default=value, choices=choices, help=help_text)
 
 
 def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("twin store (when --twins is not given)")
     for field in fields(TwinSettings):
         value = getattr(TwinSettings(), field.name)
-        group.add_argument(f"--twin-{field.name}", type=type(value), default=value)
+        builder_help = f"twin-builder --{field.name}"
+        group.add_argument(f"--twin-{field.name}", type=type(value), default=value, help=builder_help)
     return parser
 
 
