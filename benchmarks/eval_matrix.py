@@ -10,11 +10,11 @@ Usage, from the repository root::
 
     python benchmarks/eval_matrix.py [--out runs/eval-matrix] [infoaug-eval options]
 
-The CPU budget was sized so that the 12 runs take about 25 minutes on 2 CPU cores that other
-jobs share: 192 training images seen once (6 steps of 32 images, plus 16 twin pairs per step for
-InfoAug), and a logistic-regression probe on frozen features of those 192 images, tested on 500.
-At this budget every backbone is barely trained, so the table measures how far a few steps move a
-random ResNet-18, not what InfoAug does at convergence.
+The CPU budget was sized so that the 12 runs take about 15-20 minutes on 2 idle CPU cores:
+2048 training images seen once (32 steps of 64 images, plus 32 twin pairs per step for InfoAug),
+and a logistic-regression probe on frozen features of those images, tested on 2000. At this
+budget every backbone is still far from trained, so the table measures the first steps of
+training, not what InfoAug does at convergence.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ MATRIX = [
     "--bases", "simclr", "byol",
     "--variants", "base", "mi", "random",
     "--seeds", "0", "1",
-    "--train-size", "192", "--test-size", "500",
-    "--epochs", "1", "--batch-size", "32", "--twin-batch-size", "16",
+    "--train-size", "2048", "--test-size", "2000",
+    "--epochs", "1", "--batch-size", "64", "--twin-batch-size", "32",
     "--linear-eval", "probe", "--linear-batch-size", "100",
 ]  # fmt: skip
 
