@@ -28,6 +28,9 @@ Usage, as with solo-learn's scripts::
 The twin store is validated before the model or the trainer is built. Training then gets
 ``{"main": <solo-learn's pretrain loader>, "twin": <twin loader>}``; the twin loader is paced to
 the main loader's epochs, so the lr and momentum schedules follow the main data.
+
+A plain solo-learn method (``method: simclr``, ...) runs too, on the same code path without the
+twins, so a baseline differs from its InfoAug run only by the MI branch.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from solo.utils.misc import make_contiguous, omegaconf_select
 from torch.utils.data import DataLoader
 
 import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in solo's METHODS)
+from infoaug_plugin.methods import INFOAUG_METHODS
 from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
@@ -94,21 +98,19 @@ else:
 
 
 def check_method(cfg: DictConfig) -> None:
-    """Refuses a method that is not an ``infoaug_<base>`` registered in solo's ``METHODS``.
+    """Refuses a method that solo's ``METHODS`` does not hold, or crops it cannot train on.
 
     Args:
         cfg: the parsed config.
 
     Raises:
-        ValueError: naming the method and the available ones.
+        ValueError: naming the method and the available ones, or the number of large crops.
     """
-    available = sorted(name for name in METHODS if name.startswith("infoaug_"))
-    if cfg.method not in available:
-        raise ValueError(
-            f"method: {cfg.method!r} is not an InfoAug method; choose from {', '.join(available)}"
-        )
-    if cfg.data.num_large_crops != 2:
-        raise ValueError(f"augmentations: InfoAug methods need 2 large crops, got {cfg.data.num_large_crops}")
+    if cfg.method not in METHODS:
+        raise ValueError(f"method: {cfg.method!r} is unknown; choose from {', '.join(sorted(METHODS))}")
+    # solo-learn's main_pretrain.py rule: only WMSE and MAE train on other than two large crops.
+    if cfg.data.num_large_crops != 2 and cfg.method not in ("wmse", "mae"):
+        raise ValueError(f"augmentations: {cfg.method} needs 2 large crops, got {cfg.data.num_large_crops}")
 
 
 def prepare_twin_store(cfg: DictConfig) -> TwinStore:
@@ -195,19 +197,21 @@ def build_train_loader(cfg: DictConfig) -> DataLoader:
 
 
 class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else LightningDataModule):
-    """solo-learn's DALI pretrain data module, on CPU too, serving ``{"main", "twin"}``.
+    """solo-learn's DALI pretrain data module, on CPU too, serving ``{"main", "twin"}``
+    (only the main loader for a plain solo-learn method).
 
     solo's module always gives DALI a CUDA device; here a ``dali.device: cpu`` pipeline gets
     ``device_id=None`` (DALI's CPU-only mode), and the dummy sample indexes are offset by the global
     rank so that they stay unique across nodes.
     """
 
-    def __init__(self, *args, twin_loader_factory, **kwargs):
+    def __init__(self, *args, twin_loader_factory=None, **kwargs):
         """Takes solo's ``PretrainDALIDataModule`` arguments and the twin loader's factory.
 
         Args:
             *args: positional arguments of ``PretrainDALIDataModule``.
-            twin_loader_factory: called with the trainer in ``setup`` to build the twin loader.
+            twin_loader_factory: called with the trainer in ``setup`` to build the twin loader;
+                None for a plain solo-learn method.
             **kwargs: keyword arguments of ``PretrainDALIDataModule``.
         """
         super().__init__(*args, **kwargs)
@@ -254,19 +258,21 @@ class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else Light
             last_batch_policy=LastBatchPolicy.DROP,
             auto_reset=True,
         )
-        self.twin_loader = self.twin_loader_factory(self.trainer)
+        self.twin_loader = None if self.twin_loader_factory is None else self.twin_loader_factory(self.trainer)
 
-    def train_dataloader(self) -> dict:
-        """The main DALI loader and the twin loader paced to it."""
+    def train_dataloader(self):
+        """The main DALI loader and the twin loader paced to it (the main loader alone without twins)."""
+        if self.twin_loader is None:
+            return self.train_loader
         return {"main": self.train_loader, "twin": PacedTwinLoader(self.twin_loader, len(self.train_loader))}
 
 
-def build_dali_datamodule(cfg: DictConfig, twin_loader_factory) -> InfoAugDALIDataModule:
+def build_dali_datamodule(cfg: DictConfig, twin_loader_factory=None) -> InfoAugDALIDataModule:
     """The DALI pretrain data module (``data.format: dali``).
 
     Args:
         cfg: the parsed config.
-        twin_loader_factory: builds the twin loader from the trainer.
+        twin_loader_factory: builds the twin loader from the trainer; None for a plain method.
 
     Returns:
         The data module (its ``val_dataloader`` is set by the caller).
@@ -357,7 +363,7 @@ def pretrain(cfg: DictConfig) -> Trainer:
     cfg = parse_cfg(cfg)
     check_method(cfg)
     check_knn_eval(cfg)
-    twin_store = prepare_twin_store(cfg)
+    twin_store = prepare_twin_store(cfg) if cfg.method in INFOAUG_METHODS else None
 
     seed_everything(cfg.seed)
     model = METHODS[cfg.method](cfg)
@@ -368,7 +374,10 @@ def pretrain(cfg: DictConfig) -> Trainer:
 
     val_loader = build_val_loader(cfg)
     if cfg.data.format == "dali":
-        datamodule = build_dali_datamodule(cfg, lambda trainer: twin_loader_for(cfg, twin_store, trainer))
+        twin_loader_factory = (
+            None if twin_store is None else lambda trainer: twin_loader_for(cfg, twin_store, trainer)
+        )
+        datamodule = build_dali_datamodule(cfg, twin_loader_factory)
         datamodule.val_dataloader = lambda: val_loader
     else:
         train_loader = build_train_loader(cfg)
@@ -380,6 +389,8 @@ def pretrain(cfg: DictConfig) -> Trainer:
 
     if cfg.data.format == "dali":
         trainer.fit(model, ckpt_path=ckpt_path, datamodule=datamodule)
+    elif twin_store is None:
+        trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     else:
         # Under DDP, Lightning gives the main loader a DistributedSampler: ceil(N / world) samples.
         steps = math.ceil(len(train_loader.dataset) / trainer.world_size) // cfg.optimizer.batch_size

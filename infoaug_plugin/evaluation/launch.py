@@ -1,12 +1,10 @@
 """Runs the pretraining and linear-evaluation commands on data exported by :mod:`.datasets`.
 
-Usage: ``python -m infoaug_plugin.evaluation.launch {pretrain|pretrain-base|linear|probe}
+Usage: ``python -m infoaug_plugin.evaluation.launch {pretrain|linear|probe}
 --config-path DIR --config-name NAME [key=value ...]`` (the arguments are the command's own).
 
-``pretrain-base`` pretrains a plain solo-learn method (``simclr``, ...), which ``infoaug-pretrain``
-refuses: it is ``infoaug-pretrain``'s own code path (its loaders, callbacks and trainer) without the
-twin loader, so the base runs of a comparison differ from the InfoAug runs only by the twins.
-``probe`` runs :mod:`.probe` (logistic regression on frozen features) on a linear-evaluation YAML.
+``pretrain`` is ``infoaug-pretrain``, which also runs the plain base methods of a comparison (their
+runs differ from the InfoAug runs only by the twins). ``probe`` runs :mod:`.probe` (logistic regression on frozen features) on a linear-evaluation YAML.
 
 torchvision's CIFAR-10, CIFAR-100 and STL-10 readers check every file against the MD5 of the
 official archive, so an export in those layouts (a Fashion-MNIST subset, or a subset of the real
@@ -21,21 +19,10 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
-from lightning.pytorch import seed_everything
-from omegaconf import DictConfig, OmegaConf
-from solo.args.pretrain import parse_cfg
-from solo.methods import METHODS
-from solo.utils.misc import make_contiguous
+from omegaconf import DictConfig
 from torchvision import datasets as tv_datasets
 
 from infoaug_plugin.cli import linear, pretrain
-from infoaug_plugin.cli.common import (
-    build_trainer,
-    build_wandb_logger,
-    check_knn_eval,
-    find_resume_checkpoint,
-)
 from infoaug_plugin.evaluation.datasets import EXPORT_MARKER
 from infoaug_plugin.evaluation.probe import probe
 
@@ -74,43 +61,6 @@ def accept_exports() -> None:
             setattr(tv_datasets, name, _accepting_exports(current))
 
 
-def pretrain_base(cfg: DictConfig) -> None:
-    """Pretrains a plain solo-learn method with ``infoaug-pretrain``'s parts, without twins.
-
-    Args:
-        cfg: the composed Hydra config (struct mode is lifted).
-
-    Raises:
-        ValueError: the method is an InfoAug method (use ``infoaug-pretrain``) or the data
-            format is DALI (not supported here).
-    """
-    OmegaConf.set_struct(cfg, False)
-    cfg = parse_cfg(cfg)
-    if cfg.method.startswith("infoaug_") or cfg.method not in METHODS:
-        raise ValueError(f"method: {cfg.method!r}: pretrain-base runs plain solo-learn methods only")
-    if cfg.data.format == "dali":
-        raise ValueError("data.format: dali is not supported by pretrain-base; use image_folder")
-    check_knn_eval(cfg)
-    seed_everything(cfg.seed)
-    model = METHODS[cfg.method](cfg)
-    make_contiguous(model)
-    if not cfg.performance.disable_channel_last:
-        model = model.to(memory_format=torch.channels_last)
-    val_loader = pretrain.build_val_loader(cfg)
-    train_loader = pretrain.build_train_loader(cfg)
-    ckpt_path, wandb_run_id = find_resume_checkpoint(cfg, f"{cfg.checkpoint.dir}/{cfg.method}")
-    callbacks = pretrain.build_callbacks(cfg)
-    logger = build_wandb_logger(cfg, model, wandb_run_id, callbacks)
-    trainer = build_trainer(cfg, logger, callbacks)
-    trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
-
-
-@hydra.main(version_base="1.2", config_path=None)
-def pretrain_base_main(cfg: DictConfig) -> None:
-    """Hydra entry point of ``pretrain-base``."""
-    pretrain_base(cfg)
-
-
 @hydra.main(version_base="1.2", config_path=None)
 def probe_main(cfg: DictConfig) -> None:
     """Hydra entry point of ``probe``."""
@@ -119,7 +69,6 @@ def probe_main(cfg: DictConfig) -> None:
 
 COMMANDS = {
     "pretrain": pretrain.main,
-    "pretrain-base": pretrain_base_main,
     "linear": linear.main,
     "probe": probe_main,
 }

@@ -84,8 +84,8 @@ def command_line(step: str, config: Path) -> list[str]:
     """The command that runs ``step`` on ``config`` through the export launcher.
 
     Args:
-        step: ``pretrain`` (``infoaug-pretrain``), ``pretrain-base`` (a plain base method) or
-            ``linear`` (``infoaug-linear``).
+        step: ``pretrain`` (``infoaug-pretrain``, InfoAug and plain base methods), ``linear``
+            (``infoaug-linear``) or ``probe``.
         config: the YAML file.
 
     Returns:
@@ -207,16 +207,15 @@ def run_cell(
     linear_dir.mkdir(parents=True)
     pretrain_yaml, linear_yaml = run_dir / "pretrain.yaml", linear_dir / "linear.yaml"
     _write_yaml(pretrain_yaml, pretrain_cfg)
-    pretrain_step = "pretrain-base" if cell.variant == "base" else "pretrain"
     linear_step = "probe" if budget.linear_eval == "probe" else "linear"
-    steps = ((pretrain_step, pretrain_yaml, run_dir), (linear_step, linear_yaml, linear_dir))
+    steps = (("pretrain", pretrain_yaml, run_dir), (linear_step, linear_yaml, linear_dir))
     (run_dir / "commands.sh").write_text(
         "".join(
             f"(cd {shlex.quote(str(cwd.resolve()))} && {shlex.join(command_line(step, cfg))})\n"
             for step, cfg, cwd in steps
         )
     )
-    pretrain_s = _run_step(pretrain_step, pretrain_yaml, run_dir, hardware.threads, report)
+    pretrain_s = _run_step("pretrain", pretrain_yaml, run_dir, hardware.threads, report)
     checkpoint = _newest_checkpoint(run_dir / "checkpoints")
     _write_yaml(
         linear_yaml,

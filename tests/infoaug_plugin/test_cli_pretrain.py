@@ -155,6 +155,30 @@ def test_pretrain_with_dali_main_data_and_dali_twins_on_cpu(
     assert list(tmp_path.glob("trained_models/infoaug_byol/*/*-ep=1.ckpt"))
 
 
+def test_pretrain_runs_a_plain_solo_learn_method_as_the_baseline(
+    tmp_path: Path, image_folder: Path, store: Path
+) -> None:
+    args = [
+        arg
+        for arg in _pretrain_args("simclr", image_folder, store, crops=1, workdir=tmp_path)
+        if not arg.startswith("infoaug.")
+    ]
+    pretrained = _run(
+        "infoaug-pretrain",
+        tmp_path,
+        *args,
+        "method=simclr",
+        "~infoaug",
+        "method_kwargs.proj_hidden_dim=32",
+        "method_kwargs.proj_output_dim=16",
+    )
+    assert pretrained.returncode == 0, pretrained.stderr[-3000:]
+    (metrics,) = tmp_path.glob("lightning_logs/version_*/metrics.csv")
+    logged = metrics.read_text().splitlines()[0].split(",")
+    assert "train_nce_loss_step" in logged and not any(key.startswith("train_mi_loss") for key in logged)
+    assert list(tmp_path.glob("trained_models/simclr/*/*-ep=1.ckpt"))
+
+
 def test_command_line_refuses_a_bad_store_before_training(
     tmp_path: Path, image_folder: Path, store: Path
 ) -> None:
