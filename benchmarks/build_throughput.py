@@ -51,7 +51,9 @@ def decode_only(path: Path, max_side: int) -> int:
         height, width = frame.shape[:2]
         scale = max_side / max(height, width)
         if scale < 1:
-            cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            cv2.resize(
+                frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
         frames += 1
     capture.release()
     return frames
@@ -96,7 +98,9 @@ def main() -> int:
         for name in VIDEOS:
             path = Path(str(data / name))
             frames = decode_only(path, args.max_side)
-            decode_walls, decode_cpus = timed_runs(partial(decode_only, path, args.max_side), args.repeats)
+            decode_walls, decode_cpus = timed_runs(
+                partial(decode_only, path, args.max_side), args.repeats
+            )
             build_walls, build_cpus = timed_runs(
                 partial(build_store, [path], store, params, progress=False),
                 args.repeats,
@@ -121,7 +125,9 @@ def main() -> int:
         f"first builds' extra {first_build_extra_wall:.2f} s (CPU time {first_build_extra_cpu:.2f} s)"
     )
     print(f"target: build <= {TARGET_RATIO:g}x decode time: {'PASS' if all_pass else 'FAIL'}")
-    print(f"same target on CPU time (less sensitive to other load): {'PASS' if all_cpu_pass else 'FAIL'}")
+    print(
+        f"same target on CPU time (less sensitive to other load): {'PASS' if all_cpu_pass else 'FAIL'}"
+    )
     return 0 if all_pass else 1
 
 

@@ -20,7 +20,13 @@ from torchvision.datasets import ImageFolder
 
 AUGMENTATION = {
     "rrc": {"enabled": True, "crop_min_scale": 0.5, "crop_max_scale": 1.0},
-    "color_jitter": {"prob": 0.8, "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1},
+    "color_jitter": {
+        "prob": 0.8,
+        "brightness": 0.4,
+        "contrast": 0.4,
+        "saturation": 0.2,
+        "hue": 0.1,
+    },
     "grayscale": {"prob": 0.2},
     "gaussian_blur": {"prob": 0.0},
     "solarization": {"prob": 0.0},
@@ -96,7 +102,9 @@ def test_solo_learn_simclr_trains_one_real_step_on_cpu(tmp_path):
 
     assert trainer.global_step == 1
     assert torch.isfinite(trainer.callback_metrics["train_nce_loss"])
-    changed = [name for name, p in model.backbone.named_parameters() if not torch.equal(p, before[name])]
+    changed = [
+        name for name, p in model.backbone.named_parameters() if not torch.equal(p, before[name])
+    ]
     assert changed, "one optimiser step left every backbone weight unchanged"
 
 
@@ -109,9 +117,13 @@ def test_dali_decodes_and_crops_image_files_on_a_cpu_pipeline(tmp_path):
 
     @pipeline_def(batch_size=3, num_threads=1, device_id=None, seed=0)
     def decode_and_crop():
-        encoded, labels = fn.readers.file(files=files, labels=list(range(len(files))), name="Reader")
+        encoded, labels = fn.readers.file(
+            files=files, labels=list(range(len(files))), name="Reader"
+        )
         images = fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
-        crops = fn.crop_mirror_normalize(images, crop=(32, 32), dtype=types.FLOAT, output_layout="CHW")
+        crops = fn.crop_mirror_normalize(
+            images, crop=(32, 32), dtype=types.FLOAT, output_layout="CHW"
+        )
         return crops, labels
 
     pipe = decode_and_crop()

@@ -133,13 +133,16 @@ def build_store(
     pending = [s for s in sources if not writer.is_committed(s.video_id)]
     built: list[dict] = []
     skipped: list[dict] = []
-    bar = tqdm(total=len(pending), desc="videos", unit="video", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(pending), desc="videos", unit="video", disable=not progress, file=sys.stderr
+    )
 
     def report(record: dict) -> None:
         if record["status"] == "skipped":
             skipped.append(record)
             bar.write(
-                f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}", file=sys.stderr
+                f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}",
+                file=sys.stderr,
             )
         else:
             built.append(record)

@@ -43,7 +43,9 @@ class CameraModel(str, enum.Enum):
     HOMOGRAPHY = "homography"
 
 
-def fit_camera_transform(previous: np.ndarray, current: np.ndarray, model: CameraModel) -> np.ndarray | None:
+def fit_camera_transform(
+    previous: np.ndarray, current: np.ndarray, model: CameraModel
+) -> np.ndarray | None:
     """Fits one frame pair's camera motion to matched background points.
 
     Args:
@@ -71,7 +73,9 @@ def fit_camera_transform(previous: np.ndarray, current: np.ndarray, model: Camer
             return None
         transform[:2] = affine
     else:
-        homography, inliers = cv2.findHomography(previous, current, cv2.RANSAC, HOMOGRAPHY_RANSAC_PX)
+        homography, inliers = cv2.findHomography(
+            previous, current, cv2.RANSAC, HOMOGRAPHY_RANSAC_PX
+        )
         if homography is None:
             return None
         transform = homography
@@ -80,7 +84,9 @@ def fit_camera_transform(previous: np.ndarray, current: np.ndarray, model: Camer
     return transform
 
 
-def detect_background_corners(gray: np.ndarray, max_corners: int = BACKGROUND_CORNERS) -> np.ndarray:
+def detect_background_corners(
+    gray: np.ndarray, max_corners: int = BACKGROUND_CORNERS
+) -> np.ndarray:
     """Shi-Tomasi corners spread over the whole frame for camera estimation.
 
     Args:

@@ -45,14 +45,23 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         "Re-running with the same parameters resumes; unusable videos are reported and skipped.",
     )
     build.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT", help="video file, folder of videos or of frames"
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="video file, folder of videos or of frames",
     )
-    build.add_argument("--out", required=True, type=Path, help="store directory (new, or a store to resume)")
+    build.add_argument(
+        "--out", required=True, type=Path, help="store directory (new, or a store to resume)"
+    )
     build.add_argument(
         "--grid", type=int, default=DEFAULTS.grid, help="patches per side, G (default %(default)s)"
     )
     build.add_argument(
-        "--window", type=int, default=DEFAULTS.window, help="frames per window, T (default %(default)s)"
+        "--window",
+        type=int,
+        default=DEFAULTS.window,
+        help="frames per window, T (default %(default)s)",
     )
     build.add_argument(
         "--stride", type=_positive_int, help="frames between window starts (default: --window)"
@@ -91,7 +100,10 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         "--k", type=_positive_int, default=DEFAULTS.k, help="k-th neighbour (default %(default)s)"
     )
     build.add_argument(
-        "--theiler", type=int, default=DEFAULTS.theiler, help="Theiler window, frames (default %(default)s)"
+        "--theiler",
+        type=int,
+        default=DEFAULTS.theiler,
+        help="Theiler window, frames (default %(default)s)",
     )
     build.add_argument(
         "--selection",
@@ -99,7 +111,9 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULTS.selection,
         help="mi: twin = patch of highest MI; random: the random-patch baseline (default %(default)s)",
     )
-    build.add_argument("--mi-floor", type=float, help="with --selection mi, keep twins above this MI (nats)")
+    build.add_argument(
+        "--mi-floor", type=float, help="with --selection mi, keep twins above this MI (nats)"
+    )
     build.add_argument(
         "--max-side",
         type=int,
@@ -118,7 +132,9 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULTS.crops_per_window,
         help="frames per window at which patch crops are taken (default %(default)s)",
     )
-    build.add_argument("--patch-size", type=int, help="crop side in processed px (default: grid cell side)")
+    build.add_argument(
+        "--patch-size", type=int, help="crop side in processed px (default: grid cell side)"
+    )
     build.add_argument(
         "--crop-size",
         type=int,
@@ -131,9 +147,14 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         help="depth provider giving a third motion coordinate (default: 2-D)",
     )
     build.add_argument(
-        "--workers", type=_positive_int, default=1, help="processes over videos (default %(default)s)"
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes over videos (default %(default)s)",
     )
-    build.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
+    build.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)"
+    )
     build.add_argument(
         "--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n"
     )
@@ -172,11 +193,19 @@ def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             load_depth_provider(params.depth_provider)  # fail now, not in every worker
     except ValueError as error:
         parser.error(str(error))
-    report = build_store(args.inputs, args.out, params, args.workers, shard, progress=not args.quiet)
+    report = build_store(
+        args.inputs, args.out, params, args.workers, shard, progress=not args.quiet
+    )
     for record in report.skipped:
-        print(f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}", file=sys.stderr)
+        print(
+            f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}",
+            file=sys.stderr,
+        )
     if report.manifest is None:
-        print(f"error: nothing could be built into {args.out}: no video gave a twin pair", file=sys.stderr)
+        print(
+            f"error: nothing could be built into {args.out}: no video gave a twin pair",
+            file=sys.stderr,
+        )
         return 1
     counts = report.manifest["counts"]
     print(
@@ -204,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("store", type=Path)
     show.add_argument("--out", required=True, type=Path, help="PNG to write")
     show.add_argument("--video", help="video id to draw (default: the one with the most pairs)")
-    show.add_argument("--windows", type=_positive_int, default=2, help="windows drawn (default %(default)s)")
-    show.add_argument("--max-links", type=_positive_int, default=12, help="twin pairs drawn per window")
+    show.add_argument(
+        "--windows", type=_positive_int, default=2, help="windows drawn (default %(default)s)"
+    )
+    show.add_argument(
+        "--max-links", type=_positive_int, default=12, help="twin pairs drawn per window"
+    )
     merge = subparsers.add_parser("merge", help="combine stores built with the same parameters")
     merge.add_argument("stores", nargs="+", type=Path, metavar="STORE")
     merge.add_argument("--out", required=True, type=Path, help="merged store directory")

@@ -106,11 +106,15 @@ class BuildParams:
         if self.estimator not in ESTIMATORS:
             problems.append(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if self.camera not in {model.value for model in CameraModel}:
-            problems.append(f"camera must be one of {[m.value for m in CameraModel]}, got {self.camera!r}")
+            problems.append(
+                f"camera must be one of {[m.value for m in CameraModel]}, got {self.camera!r}"
+            )
         if not 1 <= self.crops_per_window <= self.window:
             problems.append(f"crops-per-window must be in 1..window, got {self.crops_per_window}")
         if self.k < 1 or self.theiler < 0:
-            problems.append(f"k must be >= 1 and theiler >= 0, got k={self.k}, theiler={self.theiler}")
+            problems.append(
+                f"k must be >= 1 and theiler >= 0, got k={self.k}, theiler={self.theiler}"
+            )
         for name in ("max_side", "patch_size", "crop_size"):
             value = getattr(self, name)
             if value is not None and value < 8:
@@ -174,7 +178,9 @@ class VideoOutput:
 
 def window_seed(seed: int, video_id: str, start: int) -> int:
     """A per-window seed independent of processing order (so shards and workers agree)."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(video_id.encode()), start]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([seed, zlib.crc32(video_id.encode()), start]).generate_state(1)[0]
+    )
 
 
 def select_twins(
@@ -215,7 +221,9 @@ def crop_offsets(window: int, crops_per_window: int) -> np.ndarray:
     return np.unique(np.linspace(0, window - 1, crops_per_window).round().astype(int))
 
 
-def crop_box(centre: np.ndarray, patch_size: int, width: int, height: int) -> tuple[int, int, int, int]:
+def crop_box(
+    centre: np.ndarray, patch_size: int, width: int, height: int
+) -> tuple[int, int, int, int]:
     """A ``patch_size`` square around ``centre``, shifted to lie inside the frame.
 
     Args:
@@ -234,7 +242,10 @@ def crop_box(centre: np.ndarray, patch_size: int, width: int, height: int) -> tu
 
 
 def motion_samples(
-    positions: np.ndarray, transforms: np.ndarray, frames: Sequence[np.ndarray], depth: DepthProvider | None
+    positions: np.ndarray,
+    transforms: np.ndarray,
+    frames: Sequence[np.ndarray],
+    depth: DepthProvider | None,
 ) -> np.ndarray:
     """Per-patch motion samples: camera-compensated displacement (and depth change) per frame.
 
@@ -249,7 +260,9 @@ def motion_samples(
     """
     motion = residual_motion(positions, transforms)
     if depth is not None:
-        motion = np.concatenate([motion, depth_displacements(depth, frames, positions)[..., None]], axis=-1)
+        motion = np.concatenate(
+            [motion, depth_displacements(depth, frames, positions)[..., None]], axis=-1
+        )
     steps, patches = motion.shape[:2]
     return motion.transpose(1, 0, 2, 3).reshape(patches, steps, -1)
 
@@ -258,7 +271,9 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     """(h, w, 3) uint8 RGB copy of a BGR frame, longest side at most THUMBNAIL_SIDE."""
     height, width = frame.shape[:2]
     scale = min(1.0, THUMBNAIL_SIDE / max(height, width))
-    small = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+    )
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
@@ -277,7 +292,9 @@ def analyse_window(
         ``(analysis, positions)`` with positions (T, P, m, 2) the tracked points.
     """
     seeds = seed_grid_points(window.grays[0], params.grid, params.points_per_cell)
-    positions, tracked = track_window(window.grays, seeds, LucasKanade(fb_threshold=params.fb_threshold))
+    positions, tracked = track_window(
+        window.grays, seeds, LucasKanade(fb_threshold=params.fb_threshold)
+    )
     transforms = estimate_camera_motion(window.grays, CameraModel(params.camera))
     samples = motion_samples(positions, transforms, window.frames, depth)
     # "Enough entropy" is judged on the displacements: a still patch's running sum of tracking
@@ -289,11 +306,17 @@ def analyse_window(
     candidates = np.flatnonzero(valid)
     if len(candidates) >= 2:
         mi[np.ix_(candidates, candidates)] = mutual_information_matrix(
-            samples[candidates], estimator=params.estimator, k=params.k, theiler=params.theiler, seed=seed
+            samples[candidates],
+            estimator=params.estimator,
+            k=params.k,
+            theiler=params.theiler,
+            seed=seed,
         )
     twins = select_twins(mi, valid, params.selection, params.mi_floor, seed)
     textured = seeds.textured.all(axis=1)
-    analysis = WindowAnalysis(window.start, seeds.points.mean(axis=1), textured, tracked, valid, mi, twins)
+    analysis = WindowAnalysis(
+        window.start, seeds.points.mean(axis=1), textured, tracked, valid, mi, twins
+    )
     return analysis, positions
 
 
@@ -333,7 +356,14 @@ def process_video(
         output.windows.append(analysis)
         patch_size = params.patch_size or min(height, width) // params.grid
         _add_pairs(
-            output, source.video_id, window, analysis, positions.mean(axis=2), offsets, patch_size, params
+            output,
+            source.video_id,
+            window,
+            analysis,
+            positions.mean(axis=2),
+            offsets,
+            patch_size,
+            params,
         )
         thumbnails.append(_thumbnail(window.frames[0]))
     reader.check_content(params.window)
@@ -370,7 +400,9 @@ def _add_pairs(
                 (params.crop_size, params.crop_size),
                 interpolation=cv2.INTER_AREA,
             )
-            relative = f"{PATCHES_DIR}/{video_id}/w{analysis.start:06d}_f{frame:06d}_r{row}c{col}.png"
+            relative = (
+                f"{PATCHES_DIR}/{video_id}/w{analysis.start:06d}_f{frame:06d}_r{row}c{col}.png"
+            )
             output.patches[relative] = crop
             files[patch] = relative
             boxes[patch] = " ".join(str(round(v / output.scale)) for v in box)

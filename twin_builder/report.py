@@ -37,7 +37,9 @@ def twin_and_pair_mi(analysis: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
     return np.concatenate([[], *twin_values]), np.concatenate([[], *pair_values])
 
 
-def text_histogram(values: np.ndarray, bins: int = HISTOGRAM_BINS, width: int = HISTOGRAM_WIDTH) -> list[str]:
+def text_histogram(
+    values: np.ndarray, bins: int = HISTOGRAM_BINS, width: int = HISTOGRAM_WIDTH
+) -> list[str]:
     """A histogram as lines of ``#`` bars.
 
     Args:

@@ -24,7 +24,9 @@ def twin_links(twins: np.ndarray, mi: np.ndarray, max_links: int) -> list[tuple[
     Returns:
         ``[(i, j), ...]`` with i < j.
     """
-    pairs = {tuple(sorted((int(anchor), int(twin)))) for anchor, twin in enumerate(twins) if twin >= 0}
+    pairs = {
+        tuple(sorted((int(anchor), int(twin)))) for anchor, twin in enumerate(twins) if twin >= 0
+    }
     scored = sorted(pairs, key=lambda pair: -np.nan_to_num(mi[pair], nan=-np.inf))
     return scored[:max_links]
 
@@ -46,12 +48,19 @@ def _draw_mi_matrix(
         axis.axis("off")
         return
     colours = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
-    image = axis.imshow(np.ma.masked_invalid(mi[np.ix_(kept, kept)]), cmap=colours, interpolation="nearest")
+    image = axis.imshow(
+        np.ma.masked_invalid(mi[np.ix_(kept, kept)]), cmap=colours, interpolation="nearest"
+    )
     position = {patch: index for index, patch in enumerate(kept)}
     for row, anchor in enumerate(kept):
         if twins[anchor] >= 0:
             axis.scatter(
-                position[twins[anchor]], row, s=30, facecolors="none", edgecolors="white", linewidths=1.2
+                position[twins[anchor]],
+                row,
+                s=30,
+                facecolors="none",
+                edgecolors="white",
+                linewidths=1.2,
             )
     labels = [f"r{patch // grid}c{patch % grid}" for patch in kept]
     step = max(1, len(kept) // 24)
@@ -92,7 +101,9 @@ def render_store(
     if video_id is not None:
         built = [record for record in built if record["id"] == video_id]
     if not built:
-        raise StoreError(f"{store}: no built video" + (f" with id {video_id!r}" if video_id else ""))
+        raise StoreError(
+            f"{store}: no built video" + (f" with id {video_id!r}" if video_id else "")
+        )
     record = max(built, key=lambda r: r["pairs"])
     analysis = load_analysis(store, record["id"])
     grid = int(manifest["params"]["grid"])
@@ -140,7 +151,13 @@ def render_store(
         )
         frame_axis.axis("off")
         _draw_mi_matrix(
-            figure, matrix_axis, mi, valid, analysis["twins"][window], grid, manifest["params"]["estimator"]
+            figure,
+            matrix_axis,
+            mi,
+            valid,
+            analysis["twins"][window],
+            grid,
+            manifest["params"]["estimator"],
         )
     figure.suptitle(
         "boxes of one colour joined by a line: a patch and its twin (label: MI in nats); "

@@ -92,10 +92,13 @@ class TwinStoreWriter:
             existing = json.loads(params_path.read_text())
             if existing != params:
                 changed = sorted(
-                    key for key in existing.keys() | params.keys() if existing.get(key) != params.get(key)
+                    key
+                    for key in existing.keys() | params.keys()
+                    if existing.get(key) != params.get(key)
                 )
                 details = ", ".join(
-                    f"{key}: store {existing.get(key)!r} vs now {params.get(key)!r}" for key in changed
+                    f"{key}: store {existing.get(key)!r} vs now {params.get(key)!r}"
+                    for key in changed
                 )
                 raise StoreError(
                     f"{root}: store was built with other parameters ({details}); "
@@ -288,7 +291,9 @@ def read_manifest(store: Path) -> dict:
     """
     path = store / MANIFEST_NAME
     if not path.exists():
-        raise StoreError(f"{store}: no {MANIFEST_NAME}: not a twin store, or its build did not finish")
+        raise StoreError(
+            f"{store}: no {MANIFEST_NAME}: not a twin store, or its build did not finish"
+        )
     manifest = json.loads(path.read_text())
     if not manifest.get("complete"):
         raise StoreError(f"{path}: store is not complete")
@@ -332,5 +337,7 @@ def merge_stores(stores: list[Path], out: Path) -> dict:
             if writer.is_committed(video_id):
                 continue
             writer.copy_video(store, record)
-    shards = sorted({shard for manifest in manifests for shard in manifest.get("run", {}).get("shards", [])})
+    shards = sorted(
+        {shard for manifest in manifests for shard in manifest.get("run", {}).get("shards", [])}
+    )
     return writer.finish({"merged_from": [str(store.name) for store in stores], "shards": shards})

@@ -136,7 +136,10 @@ def make_twin_video(
     for t in range(frames):
         shift = np.float64([[1, 0, camera[t, 0] - margin], [0, 1, camera[t, 1] - margin]])
         frame = cv2.warpAffine(
-            background, shift, (grid * cell, grid * cell), flags=cv2.INTER_LINEAR,
+            background,
+            shift,
+            (grid * cell, grid * cell),
+            flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT,
         ).astype(np.float32)
         for c in range(n_cells):

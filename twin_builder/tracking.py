@@ -48,12 +48,20 @@ class LucasKanade:
             None,
             winSize=(self.win_size, self.win_size),
             maxLevel=self.max_level,
-            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, self.iterations, self.epsilon),
+            criteria=(
+                cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT,
+                self.iterations,
+                self.epsilon,
+            ),
         )
         return moved.reshape(-1, 2), status.reshape(-1).astype(bool)
 
     def step(
-        self, previous: np.ndarray, current: np.ndarray, points: np.ndarray, check_backward: bool = True
+        self,
+        previous: np.ndarray,
+        current: np.ndarray,
+        points: np.ndarray,
+        check_backward: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Moves points from ``previous`` to ``current``.
 
@@ -77,7 +85,10 @@ class LucasKanade:
             ok &= ok_back & (fb_error < self.fb_threshold)
         height, width = current.shape
         inside = (
-            (moved[:, 0] >= 0) & (moved[:, 0] <= width - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= height - 1)
+            (moved[:, 0] >= 0)
+            & (moved[:, 0] <= width - 1)
+            & (moved[:, 1] >= 0)
+            & (moved[:, 1] <= height - 1)
         )
         return moved, ok & inside
 
@@ -110,7 +121,9 @@ def grid_cell_boxes(height: int, width: int, grid: int) -> np.ndarray:
     """
     ys = np.linspace(0, height, grid + 1).round().astype(int)
     xs = np.linspace(0, width, grid + 1).round().astype(int)
-    return np.array([(xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(grid) for c in range(grid)])
+    return np.array(
+        [(xs[c], ys[r], xs[c + 1], ys[r + 1]) for r in range(grid) for c in range(grid)]
+    )
 
 
 def seed_grid_points(gray: np.ndarray, grid: int, points_per_cell: int = 1) -> GridSeeds:

@@ -20,9 +20,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ogv", ".3gp", ".ts"}
+    {
+        ".mp4",
+        ".avi",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".wmv",
+        ".flv",
+        ".ogv",
+        ".3gp",
+        ".ts",
+    }
 )
 
 # Shot cut: mean |grey_t - grey_{t-1}| (grey levels 0-255) above this. bikes.mp4 peaks at 84 at its
@@ -203,12 +219,16 @@ def _iter_bgr_frames(source: VideoSource):
         for path in frame_files(source.path):
             frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if frame is None:
-                raise VideoInputError(source.path, SkipReason.CORRUPT, f"frame {path.name} does not decode")
+                raise VideoInputError(
+                    source.path, SkipReason.CORRUPT, f"frame {path.name} does not decode"
+                )
             yield frame
         return
     capture = cv2.VideoCapture(str(source.path))
     if not capture.isOpened():
-        raise VideoInputError(source.path, SkipReason.CORRUPT, "OpenCV/FFmpeg cannot open it as a video")
+        raise VideoInputError(
+            source.path, SkipReason.CORRUPT, "OpenCV/FFmpeg cannot open it as a video"
+        )
     try:
         while True:
             ok, frame = capture.read()
@@ -243,7 +263,10 @@ class VideoReader:
     """
 
     def __init__(
-        self, source: VideoSource, max_side: int | None, cut_threshold: float = DEFAULT_CUT_THRESHOLD
+        self,
+        source: VideoSource,
+        max_side: int | None,
+        cut_threshold: float = DEFAULT_CUT_THRESHOLD,
     ) -> None:
         self.source = source
         self.max_side = max_side
@@ -269,7 +292,9 @@ class VideoReader:
         if not source.readable:
             raise VideoInputError(source.path, SkipReason.UNREADABLE, "cannot read the file")
         if source.size_bytes == 0:
-            raise VideoInputError(source.path, SkipReason.EMPTY, "no content (0 bytes or no frames)")
+            raise VideoInputError(
+                source.path, SkipReason.EMPTY, "no content (0 bytes or no frames)"
+            )
         previous = None
         for bgr in _iter_bgr_frames(source):
             size = (bgr.shape[1], bgr.shape[0])
@@ -331,7 +356,9 @@ class VideoReader:
             while next_start + window <= index + 1:
                 offset = next_start - kept_from
                 yield WindowFrames(
-                    next_start, kept_frames[offset : offset + window], kept_grays[offset : offset + window]
+                    next_start,
+                    kept_frames[offset : offset + window],
+                    kept_grays[offset : offset + window],
                 )
                 self._windows_given += 1
                 next_start += stride

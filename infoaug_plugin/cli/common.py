@@ -101,7 +101,9 @@ def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: str) -> tuple[str | 
         ``(checkpoint path or None, wandb run id or None)``.
     """
     if cfg.auto_resume.enabled and cfg.resume_from_checkpoint is None:
-        auto_resumer = AutoResumer(checkpoint_dir=checkpoint_dir, max_hours=cfg.auto_resume.max_hours)
+        auto_resumer = AutoResumer(
+            checkpoint_dir=checkpoint_dir, max_hours=cfg.auto_resume.max_hours
+        )
         resume_from_checkpoint, wandb_run_id = auto_resumer.find_checkpoint(cfg)
         if resume_from_checkpoint is not None:
             print(
@@ -169,7 +171,9 @@ def build_trainer(cfg: DictConfig, logger: Any, callbacks: list[Callback]) -> Tr
             "callbacks": callbacks,
             "enable_checkpointing": False,
             "strategy": (
-                DDPStrategy(find_unused_parameters=False) if cfg.strategy == "ddp" else cfg.strategy or "auto"
+                DDPStrategy(find_unused_parameters=False)
+                if cfg.strategy == "ddp"
+                else cfg.strategy or "auto"
             ),
         }
     )

@@ -76,7 +76,9 @@ def build_backbone(cfg: DictConfig) -> nn.Module:
     Returns:
         The backbone, randomly initialised.
     """
-    backbone = BaseMethod._BACKBONES[cfg.backbone.name](method=cfg.pretrain_method, **cfg.backbone.kwargs)
+    backbone = BaseMethod._BACKBONES[cfg.backbone.name](
+        method=cfg.pretrain_method, **cfg.backbone.kwargs
+    )
     if cfg.backbone.name.startswith("resnet"):
         backbone.fc = nn.Identity()
         if cfg.data.dataset in ["cifar10", "cifar100"]:
@@ -104,7 +106,9 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
     for key in list(state.keys()):
         if "encoder" in key:
             state[key.replace("encoder", "backbone")] = state[key]
-            logging.warning("You are using an older checkpoint. Use a new one as some issues might arrise.")
+            logging.warning(
+                "You are using an older checkpoint. Use a new one as some issues might arrise."
+            )
         if "backbone" in key:
             state[key.replace("backbone.", "")] = state[key]
         del state[key]
@@ -195,7 +199,9 @@ def linear(cfg: DictConfig) -> Trainer:
         # use normal torchvision dataloader for validation to save memory
         dali_datamodule.val_dataloader = lambda: val_loader
 
-    ckpt_path, wandb_run_id = find_resume_checkpoint(cfg, os.path.join(cfg.checkpoint.dir, "linear"))
+    ckpt_path, wandb_run_id = find_resume_checkpoint(
+        cfg, os.path.join(cfg.checkpoint.dir, "linear")
+    )
     callbacks = []
     if cfg.checkpoint.enabled:
         callbacks.append(

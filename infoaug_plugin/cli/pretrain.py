@@ -107,10 +107,14 @@ def check_method(cfg: DictConfig) -> None:
         ValueError: naming the method and the available ones, or the number of large crops.
     """
     if cfg.method not in METHODS:
-        raise ValueError(f"method: {cfg.method!r} is unknown; choose from {', '.join(sorted(METHODS))}")
+        raise ValueError(
+            f"method: {cfg.method!r} is unknown; choose from {', '.join(sorted(METHODS))}"
+        )
     # solo-learn's main_pretrain.py rule: only WMSE and MAE train on other than two large crops.
     if cfg.data.num_large_crops != 2 and cfg.method not in ("wmse", "mae"):
-        raise ValueError(f"augmentations: {cfg.method} needs 2 large crops, got {cfg.data.num_large_crops}")
+        raise ValueError(
+            f"augmentations: {cfg.method} needs 2 large crops, got {cfg.data.num_large_crops}"
+        )
 
 
 def prepare_twin_store(cfg: DictConfig) -> TwinStore:
@@ -220,7 +224,9 @@ class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else Light
     def setup(self, stage: Optional[str] = None) -> None:
         """Builds the main DALI pipeline and the twin loader for this process's shard."""
         cuda = torch.cuda.is_available() and self.dali_device == "gpu"
-        self.device = torch.device(f"cuda:{torch.cuda.current_device()}") if cuda else torch.device("cpu")
+        self.device = (
+            torch.device(f"cuda:{torch.cuda.current_device()}") if cuda else torch.device("cpu")
+        )
         builder = PretrainPipelineBuilder(
             self.train_data_path,
             batch_size=self.batch_size,
@@ -258,13 +264,18 @@ class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else Light
             last_batch_policy=LastBatchPolicy.DROP,
             auto_reset=True,
         )
-        self.twin_loader = None if self.twin_loader_factory is None else self.twin_loader_factory(self.trainer)
+        self.twin_loader = (
+            None if self.twin_loader_factory is None else self.twin_loader_factory(self.trainer)
+        )
 
     def train_dataloader(self):
         """The main DALI loader and the twin loader paced to it (the main loader alone without twins)."""
         if self.twin_loader is None:
             return self.train_loader
-        return {"main": self.train_loader, "twin": PacedTwinLoader(self.twin_loader, len(self.train_loader))}
+        return {
+            "main": self.train_loader,
+            "twin": PacedTwinLoader(self.twin_loader, len(self.train_loader)),
+        }
 
 
 def build_dali_datamodule(cfg: DictConfig, twin_loader_factory=None) -> InfoAugDALIDataModule:
@@ -278,7 +289,9 @@ def build_dali_datamodule(cfg: DictConfig, twin_loader_factory=None) -> InfoAugD
         The data module (its ``val_dataloader`` is set by the caller).
     """
     if not _dali_available:
-        raise ValueError("data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'")
+        raise ValueError(
+            "data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'"
+        )
     pipelines = [
         NCropAugmentation(
             build_transform_pipeline_dali(cfg.data.dataset, aug_cfg, dali_device=cfg.dali.device),
@@ -339,7 +352,9 @@ def build_callbacks(cfg: DictConfig) -> list:
         )
     if omegaconf_select(cfg, "auto_umap.enabled", False):
         if not _umap_available:
-            raise ValueError("auto_umap.enabled: UMAP is not available; install solo-learn's [umap] extra")
+            raise ValueError(
+                "auto_umap.enabled: UMAP is not available; install solo-learn's [umap] extra"
+            )
         callbacks.append(
             AutoUMAP(
                 cfg.name,
@@ -375,14 +390,18 @@ def pretrain(cfg: DictConfig) -> Trainer:
     val_loader = build_val_loader(cfg)
     if cfg.data.format == "dali":
         twin_loader_factory = (
-            None if twin_store is None else lambda trainer: twin_loader_for(cfg, twin_store, trainer)
+            None
+            if twin_store is None
+            else lambda trainer: twin_loader_for(cfg, twin_store, trainer)
         )
         datamodule = build_dali_datamodule(cfg, twin_loader_factory)
         datamodule.val_dataloader = lambda: val_loader
     else:
         train_loader = build_train_loader(cfg)
 
-    ckpt_path, wandb_run_id = find_resume_checkpoint(cfg, os.path.join(cfg.checkpoint.dir, cfg.method))
+    ckpt_path, wandb_run_id = find_resume_checkpoint(
+        cfg, os.path.join(cfg.checkpoint.dir, cfg.method)
+    )
     callbacks = build_callbacks(cfg)
     logger = build_wandb_logger(cfg, model, wandb_run_id, callbacks)
     trainer = build_trainer(cfg, logger, callbacks)
@@ -393,9 +412,13 @@ def pretrain(cfg: DictConfig) -> Trainer:
         trainer.fit(model, train_loader, val_loader, ckpt_path=ckpt_path)
     else:
         # Under DDP, Lightning gives the main loader a DistributedSampler: ceil(N / world) samples.
-        steps = math.ceil(len(train_loader.dataset) / trainer.world_size) // cfg.optimizer.batch_size
+        steps = (
+            math.ceil(len(train_loader.dataset) / trainer.world_size) // cfg.optimizer.batch_size
+        )
         twin_loader = PacedTwinLoader(twin_loader_for(cfg, twin_store, trainer), steps)
-        trainer.fit(model, {"main": train_loader, "twin": twin_loader}, val_loader, ckpt_path=ckpt_path)
+        trainer.fit(
+            model, {"main": train_loader, "twin": twin_loader}, val_loader, ckpt_path=ckpt_path
+        )
     return trainer
 
 

@@ -17,7 +17,13 @@ DALI_DEVICES = ("cpu", "gpu")
 # image). Applied independently to the anchor patch and to its twin.
 DEFAULT_AUGMENTATIONS: dict = {
     "rrc": {"enabled": True, "crop_min_scale": 0.2, "crop_max_scale": 1.0},
-    "color_jitter": {"prob": 0.8, "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1},
+    "color_jitter": {
+        "prob": 0.8,
+        "brightness": 0.4,
+        "contrast": 0.4,
+        "saturation": 0.2,
+        "hue": 0.1,
+    },
     "grayscale": {"prob": 0.2},
     "gaussian_blur": {"prob": 0.0},
     "solarization": {"prob": 0.0},
@@ -104,7 +110,9 @@ def augmentation_pipeline(infoaug_cfg: DictConfig, crop_size: int | list[int]) -
 
 def _check_choice(infoaug_cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
     if infoaug_cfg[key] not in choices:
-        raise ValueError(f"infoaug.{key} must be one of {', '.join(choices)}; got {infoaug_cfg[key]!r}")
+        raise ValueError(
+            f"infoaug.{key} must be one of {', '.join(choices)}; got {infoaug_cfg[key]!r}"
+        )
 
 
 def _check_positive(infoaug_cfg: DictConfig, key: str) -> None:

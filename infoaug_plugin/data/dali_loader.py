@@ -160,8 +160,12 @@ class DaliTwinLoader:
         self._iterator = None  # let the previous pipeline go before building the next one
         pipeline: Pipeline = twin_pipeline(
             EncodedPairSource(self.planner, epoch),
-            build_transform_pipeline_dali(self.dataset, self.augmentations, dali_device=self.dali_device),
-            build_transform_pipeline_dali(self.dataset, self.augmentations, dali_device=self.dali_device),
+            build_transform_pipeline_dali(
+                self.dataset, self.augmentations, dali_device=self.dali_device
+            ),
+            build_transform_pipeline_dali(
+                self.dataset, self.augmentations, dali_device=self.dali_device
+            ),
             self.dali_device,
             batch_size=self.planner.batch_size,
             num_threads=self.num_threads,

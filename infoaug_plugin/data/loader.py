@@ -72,9 +72,14 @@ def build_twin_loader(
     )
     size = infoaug_cfg.image_size
     if infoaug_cfg.loader == "torch":
-        transform = build_transform_pipeline(TWIN_DATASET, augmentation_pipeline(infoaug_cfg, [size, size]))
+        transform = build_transform_pipeline(
+            TWIN_DATASET, augmentation_pipeline(infoaug_cfg, [size, size])
+        )
         return TorchTwinLoader(
-            planner, transform, num_workers=infoaug_cfg.num_workers, pin_memory=torch.cuda.is_available()
+            planner,
+            transform,
+            num_workers=infoaug_cfg.num_workers,
+            pin_memory=torch.cuda.is_available(),
         )
     try:
         from infoaug_plugin.data.dali_loader import DaliTwinLoader

@@ -122,7 +122,8 @@ class TwinStore:
             cells.setdefault(pair.twin_cell, pair.twin_file)
         order = {window: position for position, window in enumerate(cells_of_window)}
         slots = {
-            window: {cell: i for i, cell in enumerate(cells)} for window, cells in cells_of_window.items()
+            window: {cell: i for i, cell in enumerate(cells)}
+            for window, cells in cells_of_window.items()
         }
         for window, cells in cells_of_window.items():
             if len(cells) < 2:
@@ -197,7 +198,9 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise TwinStoreError(root, f"{MANIFEST_NAME} is not valid JSON ({error})") from error
     if not isinstance(manifest, dict):
-        raise TwinStoreError(root, f"{MANIFEST_NAME} must hold a JSON object, not {type(manifest).__name__}")
+        raise TwinStoreError(
+            root, f"{MANIFEST_NAME} must hold a JSON object, not {type(manifest).__name__}"
+        )
     missing_keys = [key for key in MANIFEST_REQUIRED_KEYS if key not in manifest]
     if missing_keys:
         raise TwinStoreError(root, f"{MANIFEST_NAME} is missing key {_quoted(missing_keys)}")
@@ -209,7 +212,8 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         )
     if manifest["complete"] is not True:
         raise TwinStoreError(
-            root, f"{MANIFEST_NAME} has complete: {manifest['complete']!r} (the build did not finish)"
+            root,
+            f"{MANIFEST_NAME} has complete: {manifest['complete']!r} (the build did not finish)",
         )
     return manifest
 
@@ -230,10 +234,13 @@ def _read_pairs(root: Path) -> tuple[list[str], list[dict[str, str]]]:
 def _check_counts(root: Path, manifest: dict[str, Any], n_rows: int) -> None:
     counts = manifest["counts"]
     if not isinstance(counts, dict):
-        raise TwinStoreError(root, f"{MANIFEST_NAME} key 'counts' must be an object, not {counts!r}")
+        raise TwinStoreError(
+            root, f"{MANIFEST_NAME} key 'counts' must be an object, not {counts!r}"
+        )
     if "pairs" in counts and counts["pairs"] != n_rows:
         raise TwinStoreError(
-            root, f"{MANIFEST_NAME} counts.pairs is {counts['pairs']!r} but {PAIRS_NAME} has {n_rows} rows"
+            root,
+            f"{MANIFEST_NAME} counts.pairs is {counts['pairs']!r} but {PAIRS_NAME} has {n_rows} rows",
         )
 
 
@@ -264,8 +271,14 @@ def _parse_pair(root: Path, index: int, row: dict[str, str], *, has_frame: bool)
         pair_id=row["pair_id"],
         video=row["video"],
         window=(row["video"], window_start, row["frame"] if has_frame else ""),
-        anchor_cell=(_parse_int(root, index, row, "anchor_row"), _parse_int(root, index, row, "anchor_col")),
-        twin_cell=(_parse_int(root, index, row, "twin_row"), _parse_int(root, index, row, "twin_col")),
+        anchor_cell=(
+            _parse_int(root, index, row, "anchor_row"),
+            _parse_int(root, index, row, "anchor_col"),
+        ),
+        twin_cell=(
+            _parse_int(root, index, row, "twin_row"),
+            _parse_int(root, index, row, "twin_col"),
+        ),
         anchor_file=_patch_path(root, index, row, "anchor_file"),
         twin_file=_patch_path(root, index, row, "twin_file"),
     )
@@ -289,5 +302,6 @@ def _check_files_exist(root: Path, pairs: Sequence[TwinPair]) -> None:
         listed = _quoted(missing[:_MAX_LISTED])
         more = f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
         raise TwinStoreError(
-            root, f"{len(missing)} patch file(s) referenced by {PAIRS_NAME} do not exist: {listed}{more}"
+            root,
+            f"{len(missing)} patch file(s) referenced by {PAIRS_NAME} do not exist: {listed}{more}",
         )

@@ -15,7 +15,9 @@ from infoaug_plugin.data.sampling import EpochPlanner, TwinSample
 class TwinPairDataset(Dataset):
     """Loads and augments the (patch, twin) images of a list of samples."""
 
-    def __init__(self, samples: Sequence[TwinSample], transform: Callable[[Image.Image], torch.Tensor]):
+    def __init__(
+        self, samples: Sequence[TwinSample], transform: Callable[[Image.Image], torch.Tensor]
+    ):
         """Stores the samples and the augmentation.
 
         Args:

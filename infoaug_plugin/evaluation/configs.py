@@ -24,7 +24,13 @@ _SELECTION = {"mi": "store", "random": "random"}
 # solo-learn's CIFAR augmentation pipeline (``augmentations/symmetric.yaml``) for the views.
 VIEW_AUGMENTATIONS: dict[str, Any] = {
     "rrc": {"enabled": True, "crop_min_scale": 0.08, "crop_max_scale": 1.0},
-    "color_jitter": {"prob": 0.8, "brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1},
+    "color_jitter": {
+        "prob": 0.8,
+        "brightness": 0.4,
+        "contrast": 0.4,
+        "saturation": 0.2,
+        "hue": 0.1,
+    },
     "grayscale": {"prob": 0.2},
     "gaussian_blur": {"prob": 0.0},
     "solarization": {"prob": 0.0},
@@ -183,7 +189,9 @@ def method_name(base: str, variant: str) -> str:
     return base if variant == "base" else f"infoaug_{base}"
 
 
-def _common(data: ExportedData, run_dir: Path, seed: int, hardware: Hardware, workers: int) -> dict[str, Any]:
+def _common(
+    data: ExportedData, run_dir: Path, seed: int, hardware: Hardware, workers: int
+) -> dict[str, Any]:
     """Keys both YAMLs share: data, checkpoints, logging off, seed and trainer keys."""
     return {
         "data": {
@@ -246,7 +254,9 @@ def pretrain_config(
         "backbone": {"name": budget.backbone},
         "method_kwargs": method_kwargs,
         **_common(data, run_dir, seed, hardware, budget.num_workers),
-        "augmentations": [{**copy.deepcopy(VIEW_AUGMENTATIONS), "crop_size": data.crop_size, "num_crops": 2}],
+        "augmentations": [
+            {**copy.deepcopy(VIEW_AUGMENTATIONS), "crop_size": data.crop_size, "num_crops": 2}
+        ],
         "optimizer": {
             "name": recipe.optimizer,
             "batch_size": budget.batch_size,

@@ -120,7 +120,9 @@ def read_idx(path: Path) -> np.ndarray:
     except (OSError, EOFError) as error:
         raise DatasetError(f"{path}: cannot read ({error})") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DatasetError(f"{path}: not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})")
+        raise DatasetError(
+            f"{path}: not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
@@ -157,10 +159,14 @@ def _fashion_split(data_dir: Path, split: str, classes: tuple[str, ...]) -> Labe
             f"{labels.shape} in {paths[1]}"
         )
     if labels.max(initial=0) >= len(classes):
-        raise DatasetError(f"{paths[1]}: label {labels.max()} out of range for {len(classes)} classes")
+        raise DatasetError(
+            f"{paths[1]}: label {labels.max()} out of range for {len(classes)} classes"
+        )
     # Zero padding is the images' own black background; grey becomes RGB by repetition.
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
-    return LabelledImages(np.repeat(padded[..., None], 3, axis=-1), labels.astype(np.int64), classes)
+    return LabelledImages(
+        np.repeat(padded[..., None], 3, axis=-1), labels.astype(np.int64), classes
+    )
 
 
 def load_fashion_mnist(
@@ -197,7 +203,9 @@ def _torchvision_split(make: Callable[[], object], where: Path) -> LabelledImage
     images = np.asarray(dataset.data)
     if images.shape[1] == 3:  # STL-10 keeps CHW
         images = images.transpose(0, 2, 3, 1)
-    labels = np.asarray(getattr(dataset, "targets", getattr(dataset, "labels", None)), dtype=np.int64)
+    labels = np.asarray(
+        getattr(dataset, "targets", getattr(dataset, "labels", None)), dtype=np.int64
+    )
     return LabelledImages(np.ascontiguousarray(images), labels, tuple(dataset.classes))
 
 
@@ -293,7 +301,11 @@ def write_cifar10(root: Path, train: LabelledImages, test: LabelledImages) -> No
     )
     _pickle(
         folder / "batches.meta",
-        {"label_names": list(train.classes), "num_cases_per_batch": len(batches[0]), "num_vis": 3072},
+        {
+            "label_names": list(train.classes),
+            "num_cases_per_batch": len(batches[0]),
+            "num_vis": 3072,
+        },
     )
 
 
@@ -347,7 +359,9 @@ def write_stl10(root: Path, train: LabelledImages, test: LabelledImages) -> None
 def _image_folder_samples(folder: Path) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
     """Lists ``folder/<class>/<image>`` as ``(path, class index)``, classes sorted by name."""
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: missing; a custom data dir needs train/<class>/ and val/<class>/")
+        raise DatasetError(
+            f"{folder}: missing; a custom data dir needs train/<class>/ and val/<class>/"
+        )
     classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
     if len(classes) < MIN_CLASSES:
         raise DatasetError(
@@ -394,14 +408,24 @@ def export_image_folders(
             shutil.copyfile(path, target)
         counts[split] = len(chosen)
     # solo-learn's linear evaluation resizes custom images to 224 px; pretraining matches it.
-    return {"solo_dataset": "custom", "num_classes": len(classes), "crop_size": 224, "counts": counts}
+    return {
+        "solo_dataset": "custom",
+        "num_classes": len(classes),
+        "crop_size": 224,
+        "counts": counts,
+    }
 
 
 _WRITERS = {"cifar10": write_cifar10, "cifar100": write_cifar100, "stl10": write_stl10}
 
 
 def _export_arrays(
-    source: str, data_dir: Path | None, dest: Path, download_root: Path, sizes: tuple[int, int], seed: int
+    source: str,
+    data_dir: Path | None,
+    dest: Path,
+    download_root: Path,
+    sizes: tuple[int, int],
+    seed: int,
 ) -> dict[str, object]:
     """Exports an in-memory source; returns what it holds (as :func:`export_image_folders`)."""
     if source == "fashion-mnist":
@@ -449,7 +473,9 @@ def export_dataset(
     if source not in SOURCES:
         raise DatasetError(f"unknown dataset {source!r}; choose from {', '.join(SOURCES)}")
     if source == "custom" and data_dir is None:
-        raise DatasetError("dataset 'custom' needs --data-dir holding train/<class>/ and val/<class>/")
+        raise DatasetError(
+            "dataset 'custom' needs --data-dir holding train/<class>/ and val/<class>/"
+        )
     if data_dir is not None and not data_dir.is_dir():
         raise DatasetError(f"{data_dir}: data dir does not exist")
     dest = out_dir / "data" / f"{source}-train{train_size}-test{test_size}-seed{seed}"

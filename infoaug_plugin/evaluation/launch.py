@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     """
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        raise SystemExit(f"usage: python -m {__name__} {{{'|'.join(COMMANDS)}}} [command arguments]")
+        raise SystemExit(
+            f"usage: python -m {__name__} {{{'|'.join(COMMANDS)}}} [command arguments]"
+        )
     accept_exports()
     sys.argv = [f"infoaug-{argv[0]}", *argv[1:]]
     COMMANDS[argv[0]]()

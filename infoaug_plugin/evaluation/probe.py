@@ -48,7 +48,9 @@ def extract_features(
     """
     backbone.eval()
     features, labels = [], []
-    for images, targets in tqdm(DataLoader(dataset, batch_size=batch_size), desc=desc, unit="batch"):
+    for images, targets in tqdm(
+        DataLoader(dataset, batch_size=batch_size), desc=desc, unit="batch"
+    ):
         features.append(backbone(images).flatten(1))
         labels.append(targets)
     return torch.cat(features).numpy(), torch.cat(labels).numpy()
@@ -98,7 +100,11 @@ def probe(cfg: DictConfig) -> dict[str, float | int]:
     )
     train = extract_features(backbone, train_set, cfg.optimizer.batch_size, "probe: train features")
     test = extract_features(backbone, test_set, cfg.optimizer.batch_size, "probe: test features")
-    result = {"top1": fit_probe(train, test, cfg.seed), "train": len(train[1]), "test": len(test[1])}
+    result = {
+        "top1": fit_probe(train, test, cfg.seed),
+        "train": len(train[1]),
+        "test": len(test[1]),
+    }
     Path(PROBE_RESULT).write_text(json.dumps(result, indent=2) + "\n")
     sizes = f"{result['train']} train / {result['test']} test images"
     print(f"linear probe top-1: {result['top1']:.2f}% ({sizes})")

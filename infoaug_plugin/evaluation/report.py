@@ -81,7 +81,8 @@ def summarise(results: Sequence[CellResult]) -> list[Summary]:
     for base in bases:
         for variant in VARIANTS:
             runs = sorted(
-                (r for r in results if r.base == base and r.variant == variant), key=lambda r: r.seed
+                (r for r in results if r.base == base and r.variant == variant),
+                key=lambda r: r.seed,
             )
             if not runs:
                 continue
@@ -161,7 +162,9 @@ def plot_matrix(summaries: Sequence[Summary], path: Path, title: str) -> None:
         x = bases.index(s.base) + offset * width
         label = None if s.variant in labelled else VARIANT_LABELS[s.variant]
         labelled.add(s.variant)
-        ax.bar(x, s.mean, width * 0.9, yerr=s.std, capsize=3, color=_COLOURS[s.variant], label=label)
+        ax.bar(
+            x, s.mean, width * 0.9, yerr=s.std, capsize=3, color=_COLOURS[s.variant], label=label
+        )
         ax.scatter([x] * len(s.top1), s.top1, color="black", s=8, zorder=3)
     ax.set_xticks(range(len(bases)), bases)
     ax.set_ylabel("linear top-1 (%)")
@@ -188,7 +191,9 @@ def _example_pairs(store: Path, count: int) -> list[dict[str, str]]:
     return ranked[:count]
 
 
-def plot_demo(store: Path, summaries: Sequence[Summary], path: Path, title: str, pairs: int = 6) -> None:
+def plot_demo(
+    store: Path, summaries: Sequence[Summary], path: Path, title: str, pairs: int = 6
+) -> None:
     """The demo figure: example twins of the store (left) and the accuracy bars (right).
 
     Args:

@@ -158,7 +158,9 @@ def read_linear_top1(folder: Path) -> float:
     values = []
     for metrics in sorted(folder.rglob("metrics.csv"), key=lambda path: path.stat().st_mtime):
         with metrics.open(newline="") as handle:
-            values += [float(row["val_acc1"]) for row in csv.DictReader(handle) if row.get("val_acc1")]
+            values += [
+                float(row["val_acc1"]) for row in csv.DictReader(handle) if row.get("val_acc1")
+            ]
     if not values:
         raise RunError(f"{folder}: no val_acc1 in any metrics.csv of the linear evaluation")
     return values[-1]
@@ -192,7 +194,9 @@ def run_cell(
     """
     run_dir = out_dir / "runs" / cell.key
     result_file = run_dir / RESULT_NAME
-    pretrain_cfg = pretrain_config(cell.base, cell.variant, data, twins, budget, hardware, cell.seed, run_dir)
+    pretrain_cfg = pretrain_config(
+        cell.base, cell.variant, data, twins, budget, hardware, cell.seed, run_dir
+    )
     # Thread counts change speed, not what is computed: a run may resume with other ones.
     hardware_keys = {k: v for k, v in asdict(hardware).items() if k != "threads"}
     fingerprint = json.loads(
@@ -219,7 +223,9 @@ def run_cell(
     checkpoint = _newest_checkpoint(run_dir / "checkpoints")
     _write_yaml(
         linear_yaml,
-        linear_config(cell.base, cell.variant, data, checkpoint, budget, hardware, cell.seed, run_dir),
+        linear_config(
+            cell.base, cell.variant, data, checkpoint, budget, hardware, cell.seed, run_dir
+        ),
     )
     linear_s = _run_step(linear_step, linear_yaml, linear_dir, hardware.threads, report)
     if linear_step == "probe":
@@ -228,6 +234,8 @@ def run_cell(
         top1 = read_linear_top1(linear_dir)
     result = CellResult(cell.base, cell.variant, cell.seed, top1, pretrain_s, linear_s)
     tmp = result_file.with_name(f".{RESULT_NAME}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"result": asdict(result), "fingerprint": fingerprint}, indent=2) + "\n")
+    tmp.write_text(
+        json.dumps({"result": asdict(result), "fingerprint": fingerprint}, indent=2) + "\n"
+    )
     os.replace(tmp, result_file)
     return result, True

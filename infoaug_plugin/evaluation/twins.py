@@ -105,7 +105,9 @@ def build_twin_store(out: Path, videos: list[Path], settings: TwinSettings) -> P
     ]
     completed = subprocess.run(command, check=False)
     if completed.returncode != 0:
-        raise TwinBuildError(f"twin-builder build failed (exit {completed.returncode}): {' '.join(command)}")
+        raise TwinBuildError(
+            f"twin-builder build failed (exit {completed.returncode}): {' '.join(command)}"
+        )
     manifest = out / MANIFEST_NAME
     if not manifest.is_file() or not json.loads(manifest.read_text()).get("complete"):
         raise TwinBuildError(f"{manifest}: twin-builder finished but the store is not complete")

@@ -77,7 +77,8 @@ def momentum_mi_projectors(
         ``momentum_pairs``.
     """
     online, momentum = (
-        fresh_head(projector, in_dim, sizes.proj_hidden_dim, sizes.proj_output_dim) for _ in range(2)
+        fresh_head(projector, in_dim, sizes.proj_hidden_dim, sizes.proj_output_dim)
+        for _ in range(2)
     )
     initialize_momentum_params(online, momentum)
     return online, momentum

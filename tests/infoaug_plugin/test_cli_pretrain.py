@@ -67,7 +67,9 @@ def _run(command: str, workdir: Path, *args: str) -> subprocess.CompletedProcess
     )
 
 
-def _pretrain_args(method: str, image_folder: Path, store: Path, crops: int, workdir: Path) -> list[str]:
+def _pretrain_args(
+    method: str, image_folder: Path, store: Path, crops: int, workdir: Path
+) -> list[str]:
     """Arguments of a tiny CPU run; ``--config-path`` is relative to ``workdir``, as users type it."""
     return [
         "--config-path",
@@ -175,7 +177,9 @@ def test_pretrain_runs_a_plain_solo_learn_method_as_the_baseline(
     assert pretrained.returncode == 0, pretrained.stderr[-3000:]
     (metrics,) = tmp_path.glob("lightning_logs/version_*/metrics.csv")
     logged = metrics.read_text().splitlines()[0].split(",")
-    assert "train_nce_loss_step" in logged and not any(key.startswith("train_mi_loss") for key in logged)
+    assert "train_nce_loss_step" in logged and not any(
+        key.startswith("train_mi_loss") for key in logged
+    )
     assert list(tmp_path.glob("trained_models/simclr/*/*-ep=1.ckpt"))
 
 
@@ -254,7 +258,14 @@ def test_relative_config_path_is_taken_from_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    argv = ["infoaug-pretrain", "--config-path", "cfg/a", "-cp=cfg/b", "--config-path=pkg://x.y", "k=v"]
+    argv = [
+        "infoaug-pretrain",
+        "--config-path",
+        "cfg/a",
+        "-cp=cfg/b",
+        "--config-path=pkg://x.y",
+        "k=v",
+    ]
     assert config_path_from_cwd(argv) == [
         "infoaug-pretrain",
         "--config-path",

@@ -68,7 +68,9 @@ def test_pretrain_yaml_composes_and_builds_its_model(path: Path, tmp_path: Path)
         if key in cfg.method_kwargs:
             cfg.method_kwargs[key] = value
     assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is False
-    assert "crop_size" not in cfg.infoaug.augmentations  # twin augmentations: one pipeline, no crops
+    assert (
+        "crop_size" not in cfg.infoaug.augmentations
+    )  # twin augmentations: one pipeline, no crops
     cfg = parse_pretrain_cfg(cfg)
     check_method(cfg)
     fill_loader_defaults(cfg.infoaug)
@@ -82,7 +84,11 @@ def test_linear_yaml_composes_and_builds_its_backbone(path: Path, tmp_path: Path
     (tmp_path / "class0").mkdir()
     cfg = _compose(
         path,
-        [f"data.train_path={tmp_path}", f"data.val_path={tmp_path}", "pretrained_feature_extractor=x.ckpt"],
+        [
+            f"data.train_path={tmp_path}",
+            f"data.val_path={tmp_path}",
+            "pretrained_feature_extractor=x.ckpt",
+        ],
     )
     assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is False
     cfg = parse_linear_cfg(cfg)
@@ -130,11 +136,19 @@ def _write_stl10(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for split, count in counts.items():
         images = rng.integers(0, 256, (count, 3, 96, 96), dtype=np.uint8)
         # STL-10 stores each channel column-major.
-        (folder / f"{split}_X.bin").write_bytes(np.ascontiguousarray(images.transpose(0, 1, 3, 2)).tobytes())
+        (folder / f"{split}_X.bin").write_bytes(
+            np.ascontiguousarray(images.transpose(0, 1, 3, 2)).tobytes()
+        )
         if split != "unlabeled":
-            (folder / f"{split}_y.bin").write_bytes(rng.integers(1, 11, count, dtype=np.uint8).tobytes())
-    monkeypatch.setattr(STL10, "train_list", [[name, _md5(folder / name)] for name, _ in STL10.train_list])
-    monkeypatch.setattr(STL10, "test_list", [[name, _md5(folder / name)] for name, _ in STL10.test_list])
+            (folder / f"{split}_y.bin").write_bytes(
+                rng.integers(1, 11, count, dtype=np.uint8).tobytes()
+            )
+    monkeypatch.setattr(
+        STL10, "train_list", [[name, _md5(folder / name)] for name, _ in STL10.train_list]
+    )
+    monkeypatch.setattr(
+        STL10, "test_list", [[name, _md5(folder / name)] for name, _ in STL10.test_list]
+    )
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "stl10"])
@@ -152,7 +166,9 @@ def test_dataset_configs_read_files_in_the_real_format(
         f"data.val_path={tmp_path}",
         "data.num_workers=0",
     ]
-    cfg = _compose(CONFIGS / "pretrain" / folder / "infoaug_simclr.yaml", [*data, "optimizer.batch_size=4"])
+    cfg = _compose(
+        CONFIGS / "pretrain" / folder / "infoaug_simclr.yaml", [*data, "optimizer.batch_size=4"]
+    )
     cfg = parse_pretrain_cfg(cfg)
 
     indexes, views, targets = next(iter(build_train_loader(cfg)))
@@ -162,7 +178,8 @@ def test_dataset_configs_read_files_in_the_real_format(
     assert images.shape[1:] == (3, size, size)
 
     linear_cfg = _compose(
-        CONFIGS / "linear" / folder / "infoaug_simclr.yaml", [*data, "pretrained_feature_extractor=x.ckpt"]
+        CONFIGS / "linear" / folder / "infoaug_simclr.yaml",
+        [*data, "pretrained_feature_extractor=x.ckpt"],
     )
     linear_cfg = parse_linear_cfg(linear_cfg)
     train_loader, val_loader = prepare_data(

@@ -90,7 +90,9 @@ def test_torch_and_dali_load_the_same_pairs_in_the_same_order(id_store: Path) ->
     for shard_id in range(2):
         orders = []
         for loader_name in ("torch", "dali"):
-            loader = build_twin_loader(_cfg(id_store, loader_name), shard_id=shard_id, num_shards=2, seed=3)
+            loader = build_twin_loader(
+                _cfg(id_store, loader_name), shard_id=shard_id, num_shards=2, seed=3
+            )
             orders.append([batch[0].tolist() for epoch in range(2) for batch in _epoch(loader)])
         assert orders[0] == orders[1]
 
@@ -140,7 +142,9 @@ def test_random_twins_are_the_same_in_both_loaders(id_store: Path) -> None:
     assert twins_by_loader[0] == twins_by_loader[1]
 
 
-def test_paced_loader_runs_twin_epochs_back_to_back_at_the_main_epoch_length(id_store: Path) -> None:
+def test_paced_loader_runs_twin_epochs_back_to_back_at_the_main_epoch_length(
+    id_store: Path,
+) -> None:
     paced = PacedTwinLoader(build_twin_loader(_cfg(id_store, "torch")), num_batches=4)
     served = [batch[0].tolist() for _ in range(5) for batch in paced]
     reference = build_twin_loader(_cfg(id_store, "torch"))

@@ -27,7 +27,9 @@ def _edit_manifest(store: Path, **changes) -> None:
     (store / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
-def _rewrite_pairs(store: Path, keep_rows: int | None = None, drop_column: str | None = None) -> None:
+def _rewrite_pairs(
+    store: Path, keep_rows: int | None = None, drop_column: str | None = None
+) -> None:
     with (store / PAIRS_NAME).open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     columns = [column for column in rows[0] if column != drop_column]
@@ -50,7 +52,9 @@ def test_valid_store_gives_rows_in_file_order_with_resolved_paths(store: Path) -
     twin_store = open_twin_store(store)
     assert len(twin_store) == 8
     assert [pair.index for pair in twin_store.pairs] == list(range(8))
-    assert all(pair.anchor_file.is_absolute() and pair.anchor_file.is_file() for pair in twin_store.pairs)
+    assert all(
+        pair.anchor_file.is_absolute() and pair.anchor_file.is_file() for pair in twin_store.pairs
+    )
     assert twin_store.manifest["counts"]["pairs"] == 8
 
 
@@ -137,5 +141,7 @@ def test_window_with_a_single_patch_is_refused_for_random_twins(store: Path) -> 
         writer.writeheader()
         writer.writerows(rows)
     twin_store = open_twin_store(store)
-    with pytest.raises(TwinStoreError, match="has a single patch; selection 'random' needs at least two"):
+    with pytest.raises(
+        TwinStoreError, match="has a single patch; selection 'random' needs at least two"
+    ):
         twin_store.window_patches()

@@ -47,12 +47,16 @@ def _random_split(n: int, side: int, classes: int, seed: int) -> LabelledImages:
     """``n`` random ``side`` x ``side`` RGB images with labels cycling over ``classes`` classes."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
-    return LabelledImages(images, np.arange(n) % classes, tuple(f"class{c}" for c in range(classes)))
+    return LabelledImages(
+        images, np.arange(n) % classes, tuple(f"class{c}" for c in range(classes))
+    )
 
 
 def _run(command: list[str], cwd: Path, timeout: int) -> subprocess.CompletedProcess:
     """Runs a console script of this environment, capturing text output."""
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @needs_fashion_mnist
@@ -72,7 +76,9 @@ def test_read_idx_names_the_file_of_a_corrupt_idx(tmp_path: Path) -> None:
 def test_export_names_a_data_dir_without_fashion_mnist(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DatasetError, match=f"{empty}: no Fashion-MNIST train files.*train-images-idx3-ubyte"):
+    with pytest.raises(
+        DatasetError, match=f"{empty}: no Fashion-MNIST train files.*train-images-idx3-ubyte"
+    ):
         export_dataset("fashion-mnist", empty, tmp_path / "out", 10, 10)
 
 

@@ -73,7 +73,9 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
     texture = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
     moving = make_twin_video(seed=4, **FAST_CLIP).frames
     corrupt = folder / "corrupt.mp4"
-    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    corrupt.write_bytes(
+        b"\x00\x00\x00\x18ftypmp42" + rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    )
     empty = folder / "empty.mp4"
     empty.write_bytes(b"")
     videos = {

@@ -30,13 +30,20 @@ def _points(count: int, seed: int = 0) -> np.ndarray:
     [
         (CameraModel.TRANSLATION, np.array([[1, 0, 2.5], [0, 1, -1.0], [0, 0, 1]])),
         (CameraModel.SIMILARITY, np.array([[0.99, -0.05, 3.0], [0.05, 0.99, 1.0], [0, 0, 1]])),
-        (CameraModel.HOMOGRAPHY, np.array([[1.01, 0.02, 2.0], [-0.01, 0.98, 1.0], [1e-4, -5e-5, 1]])),
+        (
+            CameraModel.HOMOGRAPHY,
+            np.array([[1.01, 0.02, 2.0], [-0.01, 0.98, 1.0], [1e-4, -5e-5, 1]]),
+        ),
     ],
 )
 def test_each_model_recovers_its_transform_despite_outliers(model, transform):
     before = _points(100)
-    after = apply_transforms(np.repeat(transform[None], 1, axis=0), before[None])[0].astype(np.float32)
-    after[:30] += np.random.default_rng(1).uniform(-20, 20, (30, 2)).astype(np.float32)  # moving objects
+    after = apply_transforms(np.repeat(transform[None], 1, axis=0), before[None])[0].astype(
+        np.float32
+    )
+    after[:30] += (
+        np.random.default_rng(1).uniform(-20, 20, (30, 2)).astype(np.float32)
+    )  # moving objects
     fitted = fit_camera_transform(before, after, model)
     assert fitted is not None
     np.testing.assert_allclose(
@@ -70,7 +77,9 @@ def test_residual_motion_is_what_the_camera_does_not_explain():
     np.testing.assert_allclose(residual_motion(positions, shift), [[[0, 0], [0.5, 0]]])
 
 
-@pytest.mark.parametrize("model", [CameraModel.TRANSLATION, CameraModel.SIMILARITY, CameraModel.HOMOGRAPHY])
+@pytest.mark.parametrize(
+    "model", [CameraModel.TRANSLATION, CameraModel.SIMILARITY, CameraModel.HOMOGRAPHY]
+)
 def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip, model):
     path, truth = synthetic_clip(seed=0, camera_shift_px=6.0)
     grays = _grays(path)
@@ -88,7 +97,10 @@ def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip
 def test_a_real_pan_is_measured_on_a_shifted_sample_frame(sample_video):
     frame = _grays(sample_video("bigbuckbunny.mp4"), max_side=320)[0]
     shifted = cv2.warpAffine(
-        frame, np.float32([[1, 0, 3.0], [0, 1, -2.0]]), frame.shape[::-1], borderMode=cv2.BORDER_REFLECT
+        frame,
+        np.float32([[1, 0, 3.0], [0, 1, -2.0]]),
+        frame.shape[::-1],
+        borderMode=cv2.BORDER_REFLECT,
     )
     transform = estimate_camera_motion(np.stack([frame, shifted]), CameraModel.TRANSLATION)[0]
     np.testing.assert_allclose(transform[:2, 2], (3.0, -2.0), atol=0.1)

@@ -52,7 +52,9 @@ def test_build_processes_the_good_video_and_reports_every_bad_one(sample_store, 
     assert manifest["counts"]["videos_skipped"] == len(bad_videos)
 
 
-def test_skipped_videos_are_named_with_their_reason_on_stderr(tmp_path, fast_clip, bad_videos, capsys):
+def test_skipped_videos_are_named_with_their_reason_on_stderr(
+    tmp_path, fast_clip, bad_videos, capsys
+):
     status = main(
         [
             "build",
@@ -104,10 +106,15 @@ def test_show_writes_a_png_of_twins_and_the_mi_matrix(sample_store, tmp_path, ca
 def test_a_frame_folder_builds_and_merge_combines_stores(tmp_path, frame_folder, fast_clip, capsys):
     assert main(["build", str(frame_folder), "--out", str(tmp_path / "a"), *FAST]) == 0
     assert main(["build", str(fast_clip), "--out", str(tmp_path / "b"), *FAST]) == 0
-    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    assert (
+        main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")])
+        == 0
+    )
     merged = read_manifest(tmp_path / "ab")
     assert merged["counts"]["videos_built"] == 2
-    assert merged["counts"]["pairs"] == sum(read_manifest(tmp_path / s)["counts"]["pairs"] for s in "ab")
+    assert merged["counts"]["pairs"] == sum(
+        read_manifest(tmp_path / s)["counts"]["pairs"] for s in "ab"
+    )
 
 
 def test_nothing_built_exits_1_and_leaves_no_manifest(tmp_path, bad_videos, capsys):
@@ -150,7 +157,9 @@ def test_a_missing_input_or_store_exits_1_naming_it(tmp_path, capsys):
     assert "no manifest.json" in capsys.readouterr().err
 
 
-def test_a_depth_provider_named_on_the_command_line_is_used(tmp_path, fast_clip, monkeypatch, capsys):
+def test_a_depth_provider_named_on_the_command_line_is_used(
+    tmp_path, fast_clip, monkeypatch, capsys
+):
     (tmp_path / "ramp_depth.py").write_text(
         "import numpy as np\n\n"
         "def make():\n"
@@ -159,7 +168,17 @@ def test_a_depth_provider_named_on_the_command_line_is_used(tmp_path, fast_clip,
     monkeypatch.syspath_prepend(str(tmp_path))
     store = tmp_path / "s"
     assert (
-        main(["build", str(fast_clip), "--out", str(store), "--depth-provider", "ramp_depth:make", *FAST])
+        main(
+            [
+                "build",
+                str(fast_clip),
+                "--out",
+                str(store),
+                "--depth-provider",
+                "ramp_depth:make",
+                *FAST,
+            ]
+        )
         == 0
     )
     assert read_manifest(store)["params"]["depth_provider"] == "ramp_depth:make"
@@ -167,7 +186,17 @@ def test_a_depth_provider_named_on_the_command_line_is_used(tmp_path, fast_clip,
 
 def test_a_malformed_depth_provider_is_bad_usage(tmp_path, fast_clip, capsys):
     with pytest.raises(SystemExit) as caught:
-        main(["build", str(fast_clip), "--out", str(tmp_path / "s"), "--depth-provider", "no_colon", *FAST])
+        main(
+            [
+                "build",
+                str(fast_clip),
+                "--out",
+                str(tmp_path / "s"),
+                "--depth-provider",
+                "no_colon",
+                *FAST,
+            ]
+        )
     assert caught.value.code == 2
     assert "expected 'module:factory'" in capsys.readouterr().err
 

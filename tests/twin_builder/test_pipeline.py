@@ -117,7 +117,12 @@ def test_random_selection_picks_valid_other_patches_without_mi(fast_clip, fast_p
 
 def test_select_twins_takes_the_highest_mi_valid_other_patch():
     mi = np.array(
-        [[np.nan, 0.2, 0.9, 0.5], [0.2, np.nan, 0.1, 0.3], [0.9, 0.1, np.nan, 0.8], [0.5, 0.3, 0.8, np.nan]]
+        [
+            [np.nan, 0.2, 0.9, 0.5],
+            [0.2, np.nan, 0.1, 0.3],
+            [0.9, 0.1, np.nan, 0.8],
+            [0.5, 0.3, 0.8, np.nan],
+        ]
     )
     valid = np.array([True, True, True, False])
     np.testing.assert_array_equal(select_twins(mi, valid, "mi", None, 0), [2, 0, 0, -1])

@@ -28,7 +28,10 @@ def three_clips(synthetic_clip):
 
 
 def _record_times(store):
-    return {path.parent.name: path.stat().st_mtime_ns for path in (store / "videos").glob("*/video.json")}
+    return {
+        path.parent.name: path.stat().st_mtime_ns
+        for path in (store / "videos").glob("*/video.json")
+    }
 
 
 def test_a_build_writes_a_complete_store_whose_files_all_exist(tmp_path, three_clips, fast_params):
@@ -54,7 +57,12 @@ def test_a_build_writes_a_complete_store_whose_files_all_exist(tmp_path, three_c
     assert report.manifest == manifest
     with np.load(store / "videos" / rows[0]["video"] / "analysis.npz") as analysis:
         assert analysis["mi"].shape == (2, 16, 16) and analysis["thumbnails"].shape[0] == 2
-        assert analysis["textured"].shape == analysis["tracked"].shape == analysis["valid"].shape == (2, 16)
+        assert (
+            analysis["textured"].shape
+            == analysis["tracked"].shape
+            == analysis["valid"].shape
+            == (2, 16)
+        )
 
 
 def test_a_rerun_resumes_without_redoing_finished_videos(tmp_path, three_clips, fast_params):
@@ -167,16 +175,22 @@ def test_shards_split_the_videos_and_merge_into_the_full_store(tmp_path, three_c
         for i, path in enumerate(shards)
     ]
     built = [sorted(r["id"] for r in report.built) for report in reports]
-    assert sorted(built[0] + built[1]) == sorted(v["id"] for v in read_manifest(tmp_path / "full")["videos"])
+    assert sorted(built[0] + built[1]) == sorted(
+        v["id"] for v in read_manifest(tmp_path / "full")["videos"]
+    )
     present = [path for path in shards if (path / "manifest.json").exists()]
     manifest = merge_stores(present, tmp_path / "merged")
-    assert (tmp_path / "merged" / "pairs.csv").read_bytes() == (tmp_path / "full" / "pairs.csv").read_bytes()
+    assert (tmp_path / "merged" / "pairs.csv").read_bytes() == (
+        tmp_path / "full" / "pairs.csv"
+    ).read_bytes()
     assert manifest["counts"] == read_manifest(tmp_path / "full")["counts"]
     rows = read_pairs_csv(tmp_path / "merged" / "pairs.csv")
     assert all((tmp_path / "merged" / row["anchor_file"]).is_file() for row in rows)
 
 
-def test_merge_refuses_stores_with_other_parameters(tmp_path, fast_clip, second_fast_clip, fast_params):
+def test_merge_refuses_stores_with_other_parameters(
+    tmp_path, fast_clip, second_fast_clip, fast_params
+):
     build_store([fast_clip], tmp_path / "a", fast_params, progress=False)
     build_store(
         [second_fast_clip],

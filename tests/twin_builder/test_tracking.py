@@ -33,7 +33,9 @@ def test_every_seed_lies_in_its_own_cell():
     assert seeds.points.shape == (16, 3, 2)
     assert seeds.textured.all()
     for (x0, y0, x1, y1), points in zip(seeds.cell_boxes, seeds.points):
-        assert ((points[:, 0] >= x0) & (points[:, 0] < x1) & (points[:, 1] >= y0) & (points[:, 1] < y1)).all()
+        assert (
+            (points[:, 0] >= x0) & (points[:, 0] < x1) & (points[:, 1] >= y0) & (points[:, 1] < y1)
+        ).all()
 
 
 def test_a_flat_cell_falls_back_to_its_centre_and_is_flagged():

@@ -131,7 +131,8 @@ def test_windows_hold_the_frames_they_start_at(clip_with_cut):
 
 
 @pytest.mark.parametrize(
-    "reason", ["corrupt", "empty", "one_frame", "static", "all_black", "too_few_frames", "unreadable"]
+    "reason",
+    ["corrupt", "empty", "one_frame", "static", "all_black", "too_few_frames", "unreadable"],
 )
 def test_each_bad_video_is_refused_with_its_file_and_reason(bad_videos, reason):
     if reason not in bad_videos:
