@@ -26,6 +26,7 @@ class InfoAugBarlowTwins(InfoAugMixin, BarlowTwins):
 
     base_method = "barlow_twins"
     mi_head_keys = ("proj_hidden_dim", "proj_output_dim")
+    mi_modules = ("mi_projector",)
 
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
@@ -33,13 +34,6 @@ class InfoAugBarlowTwins(InfoAugMixin, BarlowTwins):
         self.mi_projector = fresh_head(
             self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
         )
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        """Adds the MI projector to Barlow Twins' learnable parameters."""
-        return super().learnable_params + [
-            {"name": "mi_projector", "params": self.mi_projector.parameters()}
-        ]
 
     def mi_loss(
         self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None

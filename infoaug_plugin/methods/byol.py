@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import omegaconf
 import torch
 from solo.losses.byol import byol_loss_func
@@ -29,6 +27,8 @@ class InfoAugBYOL(InfoAugMixin, BYOL):
 
     base_method = "byol"
     mi_head_keys = ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim")
+    mi_modules = ("mi_projector", "mi_predictor")
+    mi_momentum_pairs = (("mi_projector", "momentum_mi_projector"),)
 
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
@@ -39,19 +39,6 @@ class InfoAugBYOL(InfoAugMixin, BYOL):
         self.mi_predictor = fresh_head(
             self.predictor, sizes.proj_output_dim, sizes.pred_hidden_dim, sizes.proj_output_dim
         )
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        """Adds the MI projector and predictor to BYOL's learnable parameters."""
-        return super().learnable_params + [
-            {"name": "mi_projector", "params": self.mi_projector.parameters()},
-            {"name": "mi_predictor", "params": self.mi_predictor.parameters()},
-        ]
-
-    @property
-    def momentum_pairs(self) -> list[tuple[Any, Any]]:
-        """Adds (mi_projector, momentum_mi_projector) to BYOL's momentum pairs."""
-        return super().momentum_pairs + [(self.mi_projector, self.momentum_mi_projector)]
 
     def mi_loss(
         self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: torch.Tensor

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import omegaconf
 import torch
 from solo.losses.dino import DINOLoss
@@ -32,6 +30,8 @@ class InfoAugDINO(InfoAugMixin, DINO):
 
     base_method = "dino"
     mi_head_keys = ("proj_hidden_dim", "proj_output_dim", "num_prototypes")
+    mi_modules = ("mi_head",)
+    mi_momentum_pairs = (("mi_head", "momentum_mi_head"),)
 
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
@@ -57,16 +57,6 @@ class InfoAugDINO(InfoAugMixin, DINO):
             warmup_teacher_temp_epochs=kwargs.warmup_teacher_temperature_epochs,
             num_epochs=self.max_epochs,
         )
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        """Adds the MI head to DINO's learnable parameters."""
-        return super().learnable_params + [{"name": "mi_head", "params": self.mi_head.parameters()}]
-
-    @property
-    def momentum_pairs(self) -> list[tuple[Any, Any]]:
-        """Adds (mi_head, momentum_mi_head) to DINO's momentum pairs."""
-        return super().momentum_pairs + [(self.mi_head, self.momentum_mi_head)]
 
     def on_train_epoch_start(self) -> None:
         """Moves the MI loss's teacher-temperature schedule to the current epoch."""

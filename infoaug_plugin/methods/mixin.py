@@ -107,12 +107,16 @@ class InfoAugMixin:
                 loader (``infoaug_plugin.data``).
 
     Subclasses set ``base_method`` (solo-learn's name of the base) and ``mi_head_keys``, build their
-    MI modules in ``__init__`` after ``super().__init__(cfg)``, list them in ``learnable_params``
-    (and EMA copies in ``momentum_pairs``) and implement ``mi_loss``.
+    MI modules in ``__init__`` after ``super().__init__(cfg)``, name them in ``mi_modules`` (and
+    EMA copies in ``mi_momentum_pairs``), which this mixin adds to ``learnable_params`` (and
+    ``momentum_pairs``), and implement ``mi_loss``.
     """
 
     base_method: ClassVar[str]
     mi_head_keys: ClassVar[tuple[str, ...]]
+    # Attribute names of the MI modules the optimiser trains, and of (online, EMA copy) pairs.
+    mi_modules: ClassVar[tuple[str, ...]]
+    mi_momentum_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, cfg: omegaconf.DictConfig):
         """Builds the base method with its own name, so backbone factories that pick a variant by
@@ -182,6 +186,21 @@ class InfoAugMixin:
             for key in cls.mi_head_keys
         }
         return cfg
+
+    @property
+    def learnable_params(self) -> list[dict]:
+        """Adds the ``mi_modules`` to the base method's learnable parameters."""
+        return super().learnable_params + [  # type: ignore[misc]
+            {"name": name, "params": getattr(self, name).parameters()} for name in self.mi_modules
+        ]
+
+    @property
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """Adds the ``mi_momentum_pairs`` to the base method's (momentum methods only)."""
+        return super().momentum_pairs + [  # type: ignore[misc]
+            (getattr(self, online), getattr(self, momentum))
+            for online, momentum in self.mi_momentum_pairs
+        ]
 
     def mi_loss(
         self,

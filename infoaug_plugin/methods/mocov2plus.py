@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import omegaconf
 import torch
 import torch.nn.functional as F
@@ -32,6 +30,8 @@ class InfoAugMoCoV2Plus(InfoAugMixin, MoCoV2Plus):
 
     base_method = "mocov2plus"
     mi_head_keys = ("proj_hidden_dim", "proj_output_dim", "queue_size")
+    mi_modules = ("mi_projector",)
+    mi_momentum_pairs = (("mi_projector", "momentum_mi_projector"),)
 
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
@@ -45,18 +45,6 @@ class InfoAugMoCoV2Plus(InfoAugMixin, MoCoV2Plus):
             F.normalize(torch.randn(2, sizes.proj_output_dim, self.mi_queue_size), dim=1),
         )
         self.register_buffer("mi_queue_ptr", torch.zeros(1, dtype=torch.long))
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        """Adds the MI projector to MoCo v2+'s learnable parameters."""
-        return super().learnable_params + [
-            {"name": "mi_projector", "params": self.mi_projector.parameters()}
-        ]
-
-    @property
-    def momentum_pairs(self) -> list[tuple[Any, Any]]:
-        """Adds (mi_projector, momentum_mi_projector) to MoCo v2+'s momentum pairs."""
-        return super().momentum_pairs + [(self.mi_projector, self.momentum_mi_projector)]
 
     @torch.no_grad()
     def mi_enqueue(self, keys: torch.Tensor) -> None:

@@ -47,6 +47,7 @@ class InfoAugSwAV(InfoAugMixin, SwAV):
 
     base_method = "swav"
     mi_head_keys = ("proj_hidden_dim", "proj_output_dim", "num_prototypes", "queue_size")
+    mi_modules = ("mi_projector", "mi_prototypes")
 
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
@@ -59,14 +60,6 @@ class InfoAugSwAV(InfoAugMixin, SwAV):
         self.mi_twin_batch_size: int = cfg.infoaug.batch_size
         # Rows per process depend on the world size, sized in on_train_start (or by a checkpoint).
         self.register_buffer("mi_queue", torch.zeros(2, 0, sizes.proj_output_dim))
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        """Adds the MI projector and prototypes to SwAV's learnable parameters."""
-        return super().learnable_params + [
-            {"name": "mi_projector", "params": self.mi_projector.parameters()},
-            {"name": "mi_prototypes", "params": self.mi_prototypes.parameters()},
-        ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Drops SwAV's unrestorable ``queue`` and gives ``mi_queue`` the stored shape."""

@@ -23,6 +23,7 @@ class InfoAugVICReg(InfoAugMixin, VICReg):
 
     base_method = "vicreg"
     mi_head_keys = ("proj_hidden_dim", "proj_output_dim")
+    mi_modules = ("mi_projector",)
 
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
@@ -30,13 +31,6 @@ class InfoAugVICReg(InfoAugMixin, VICReg):
         self.mi_projector = fresh_head(
             self.projector, self.features_dim, sizes.proj_hidden_dim, sizes.proj_output_dim
         )
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        """Adds the MI projector to VICReg's learnable parameters."""
-        return super().learnable_params + [
-            {"name": "mi_projector", "params": self.mi_projector.parameters()}
-        ]
 
     def mi_loss(
         self, pair_ids: torch.Tensor, feats: torch.Tensor, momentum_feats: None
