@@ -3,9 +3,10 @@ backbone forward of the MI branch and the weighted total loss."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Optional, Sequence
 
 import omegaconf
@@ -14,10 +15,12 @@ import torch.nn as nn
 from solo.methods.base import BaseMomentumMethod
 from solo.utils.misc import omegaconf_select
 from solo.utils.momentum import initialize_momentum_params
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from infoaug_plugin.twin_provider import TwinProvider
 
 TwinBatch = Sequence[torch.Tensor]
+BN_STATS = ("main", "shared")
 
 
 def fresh_head(head: nn.Sequential, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -84,6 +87,41 @@ def momentum_mi_projectors(
     return online, momentum
 
 
+@contextlib.contextmanager
+def running_stats_frozen(*modules: nn.Module) -> Iterator[None]:
+    """Makes the BatchNorm layers of ``modules`` normalise with batch statistics and update none of
+    their running statistics, while the modules stay in training mode.
+
+    Every ``_BatchNorm`` (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``) that tracks running statistics
+    gets ``track_running_stats = False`` for the duration of the block and ``True`` again after it,
+    even if the block raises. In training mode ``_BatchNorm.forward`` (and
+    ``SyncBatchNorm.forward``) then normalises with the batch's statistics, passes ``None`` instead
+    of ``running_mean`` / ``running_var`` to ``F.batch_norm`` and skips ``num_batches_tracked``
+    (checked in torch 2.14's ``torch/nn/modules/batchnorm.py``, unchanged since torch 1.x), so
+    the buffers keep their values exactly. Unlike ``eval()``, this leaves dropout and the
+    normalisation by batch statistics as in training.
+
+    Args:
+        modules: the modules whose BatchNorm layers to freeze.
+
+    Yields:
+        Nothing; the layers are frozen inside the ``with`` block.
+    """
+    tracking = [
+        layer
+        for module in modules
+        for layer in module.modules()
+        if isinstance(layer, _BatchNorm) and layer.track_running_stats
+    ]
+    for layer in tracking:
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in tracking:
+            layer.track_running_stats = True
+
+
 class InfoAugMixin:
     """Adds InfoAug's MI branch to a solo-learn method (mixed in before the base class).
 
@@ -96,9 +134,19 @@ class InfoAugMixin:
     ``batch["twin"]`` when the trainer is given ``{"main": ..., "twin": ...}``, otherwise from
     ``self.twin_provider``, which reads ``infoaug.twins`` (solo-learn's own ``main_pretrain.py``).
 
+    BatchNorm running statistics are what evaluation normalises with. With ``infoaug.bn_stats:
+    main`` the twin forward normalises with the twin batch's own statistics but leaves every
+    running statistic (and ``num_batches_tracked``) of the shared backbone and momentum backbone as
+    the main batch left them, so they describe the main data only. With ``shared`` the twin batch
+    updates them too, after the main batch, every step. The MI heads' own BatchNorm layers (and
+    those of their momentum copies, whose EMA covers parameters only) see nothing but twins, so they
+    always track the twin batches.
+
     Extra cfg settings:
         infoaug:
             weight (float): weight of the MI loss, finite and >= 0. Defaults to 1.0.
+            bn_stats (str): ``main`` (the twin forward leaves the shared BatchNorm running
+                statistics alone) or ``shared`` (it updates them). Defaults to ``main``.
             batch_size (int): twin pairs per step and process. Defaults to optimizer.batch_size.
             image_size (int): side of the twin crops. Defaults to augmentations[0].crop_size.
             mi_head (dict): MI head sizes (keys of the subclass's ``mi_head_keys``), each defaulting
@@ -132,6 +180,7 @@ class InfoAugMixin:
         finally:
             cfg.method = method
         self.infoaug_weight: float = cfg.infoaug.weight
+        self.infoaug_bn_stats: str = cfg.infoaug.bn_stats
         self.twin_provider = TwinProvider(cfg.infoaug, seed=omegaconf_select(cfg, "seed", 0))
 
     @classmethod
@@ -142,8 +191,8 @@ class InfoAugMixin:
             cfg: DictConfig object.
 
         Returns:
-            The same cfg, with ``infoaug.weight``, ``infoaug.batch_size``, every
-            ``infoaug.mi_head`` size and (given ``augmentations``) ``infoaug.image_size`` set.
+            The same cfg, with ``infoaug.weight``, ``infoaug.bn_stats``, ``infoaug.batch_size``,
+            every ``infoaug.mi_head`` size and (given ``augmentations``) ``infoaug.image_size`` set.
 
         Raises:
             ValueError: naming the ``infoaug`` key that is invalid.
@@ -163,6 +212,11 @@ class InfoAugMixin:
         ):
             raise ValueError(f"infoaug.weight must be a finite number >= 0, got {weight!r}")
         cfg.infoaug.weight = float(weight)
+
+        bn_stats = omegaconf_select(cfg, "infoaug.bn_stats", "main")
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"infoaug.bn_stats must be 'main' or 'shared', got {bn_stats!r}")
+        cfg.infoaug.bn_stats = bn_stats
 
         batch_size = omegaconf_select(cfg, "infoaug.batch_size", cfg.optimizer.batch_size)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -221,7 +275,8 @@ class InfoAugMixin:
         raise NotImplementedError
 
     def twin_features(self, images: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Runs the MI branch's images through the backbone (and the momentum backbone).
+        """Runs the MI branch's images through the backbone (and the momentum backbone); with
+        ``bn_stats: main`` their BatchNorm layers leave the running statistics alone.
 
         Args:
             images: (2B, 3, H, W) patches then twins, in one batch so the backbone runs once.
@@ -231,11 +286,19 @@ class InfoAugMixin:
         """
         if not self.no_channel_last:
             images = images.to(memory_format=torch.channels_last)
-        feats = self.backbone(images)
-        if not isinstance(self, BaseMomentumMethod):
-            return feats, None
-        with torch.no_grad():
-            return feats, self.momentum_backbone(images)
+        is_momentum = isinstance(self, BaseMomentumMethod)
+        backbones = (self.backbone, self.momentum_backbone) if is_momentum else (self.backbone,)
+        frozen = (
+            running_stats_frozen(*backbones)
+            if self.infoaug_bn_stats == "main"
+            else contextlib.nullcontext()
+        )
+        with frozen:
+            feats = self.backbone(images)
+            if not is_momentum:
+                return feats, None
+            with torch.no_grad():
+                return feats, self.momentum_backbone(images)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """Runs the base method's step on the main batch and adds the weighted MI loss.
