@@ -1,7 +1,8 @@
 """Synthetic videos with ground-truth twin patches, for end-to-end tests of the twin builder.
 
-A G x G grid of cells lies on a high-contrast blurred-noise background. Each cell holds one
-textured square (half a cell wide) that moves inside its own cell, so objects never overlap:
+A G x G grid of cells lies on a blurred-noise background (high-contrast by default). Each cell
+holds one textured square (half a cell wide, or a caller's image) that moves inside its own cell,
+so objects never overlap:
 
 - twin pairs share one latent motion (a sum of random sinusoids per axis), mapped through the
   identity or a 90-degree rotation, each plus independent noise;
@@ -19,6 +20,7 @@ Frames use OpenCV's BGR channel order, as ``cv2.VideoCapture`` and ``cv2.imread`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -63,6 +65,9 @@ def make_twin_video(
     twin_noise_px: float = 0.3,
     static_fraction: float = 0.25,
     n_pairs: int | None = None,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    textures: Sequence[np.ndarray] | None = None,
+    background_levels: tuple[float, float] = (0.0, 255.0),
 ) -> SyntheticVideo:
     """Renders a video whose moving cells include twin pairs with shared latent motion.
 
@@ -78,6 +83,12 @@ def make_twin_video(
         static_fraction: share of cells whose object never moves (rounded to whole cells).
         n_pairs: number of twin pairs; ``None`` uses a third of the moving cells (rounded down,
             at least 1 when two cells move). The remaining moving cells are independent.
+        pairs: the twin pairs as row-major cell indices ``(a, b)``, instead of drawing them
+            (``n_pairs`` must then be None); the static cells are drawn among the other cells.
+        textures: one object image per cell (row-major), all of one square size that fits the
+            cell: (s, s, 3) float32 BGR (opaque) or (s, s, 4) with colour premultiplied by the
+            alpha in the last channel (0-1). ``None`` draws textured squares half a cell wide.
+        background_levels: grey levels (low, high) the background noise is stretched to.
 
     Returns:
         The frames and their ground truth.
@@ -89,22 +100,42 @@ def make_twin_video(
         raise ValueError(f"need grid >= 2, frames >= 2, cell >= 16; got {grid}, {frames}, {cell}")
     if not 0.0 <= static_fraction <= 1.0:
         raise ValueError(f"static_fraction must be in [0, 1]; got {static_fraction}")
-    size = cell // 2
+    n_cells = grid * grid
+    if textures is not None:
+        textures = [np.asarray(texture, dtype=np.float32) for texture in textures]
+        shapes = {texture.shape for texture in textures}
+        if len(textures) != n_cells or len(shapes) != 1:
+            raise ValueError(f"textures must be {n_cells} images of one shape; got shapes {shapes}")
+        shape = shapes.pop()
+        if len(shape) != 3 or shape[0] != shape[1] or shape[2] not in (3, 4):
+            raise ValueError(f"textures must be (s, s, 3) or (s, s, 4); got {shape}")
+    size = cell // 2 if textures is None else textures[0].shape[0]
     amplitude = cell / 6 if amplitude_px is None else float(amplitude_px)
     if not 0 <= amplitude <= (cell - size) / 2 - 1:
         raise ValueError(
             f"amplitude_px={amplitude} would let a {size} px object leave its {cell} px cell"
         )
     rng = np.random.default_rng(seed)
-    n_cells = grid * grid
     n_static = int(round(static_fraction * n_cells))
     n_moving = n_cells - n_static
+    if pairs is not None:
+        if n_pairs is not None:
+            raise ValueError("give n_pairs or pairs, not both")
+        n_pairs = len(pairs)
     if n_pairs is None:
         n_pairs = max(n_moving // 3, 1 if n_moving >= 2 else 0)
     if not 0 <= 2 * n_pairs <= n_moving:
         raise ValueError(f"n_pairs={n_pairs} needs {2 * n_pairs} moving cells; have {n_moving}")
 
-    order = rng.permutation(n_cells)
+    if pairs is None:
+        order = rng.permutation(n_cells)
+    else:
+        paired = np.asarray(pairs, dtype=np.int64).reshape(-1)
+        if len(np.unique(paired)) != len(paired) or not np.all((0 <= paired) & (paired < n_cells)):
+            raise ValueError(f"pairs must name distinct cells in 0..{n_cells - 1}; got {pairs}")
+        others = rng.permutation(np.setdiff1d(np.arange(n_cells), paired))
+        # The static cells come first in ``order``, then the pairs, then the independent movers.
+        order = np.concatenate([others[:n_static], paired, others[n_static:]])
     moving = np.zeros(n_cells, dtype=bool)
     moving[order[n_static:]] = True
     twin_of: dict[Cell, Cell] = {}
@@ -130,8 +161,9 @@ def make_twin_video(
     centres = base[None] + offsets + camera[:, None, :]
 
     margin = int(np.ceil(camera_shift_px)) + 2
-    background = _background(rng, grid * cell + 2 * margin)
-    textures = [_texture(rng, size) for _ in range(n_cells)]
+    background = _background(rng, grid * cell + 2 * margin, background_levels)
+    if textures is None:
+        textures = [_texture(rng, size) for _ in range(n_cells)]
     video = np.empty((frames, grid * cell, grid * cell, 3), dtype=np.uint8)
     for t in range(frames):
         shift = np.float64([[1, 0, camera[t, 0] - margin], [0, 1, camera[t, 1] - margin]])
@@ -250,14 +282,17 @@ def _camera_walk(rng: np.random.Generator, frames: int, max_shift: float) -> np.
     return walk * (max_shift / max(np.abs(walk).max(), 1e-9))
 
 
-def _background(rng: np.random.Generator, side: int) -> np.ndarray:
-    """(side, side, 3) float32 grey blurred noise stretched to the full 0-255 range.
+def _background(
+    rng: np.random.Generator, side: int, levels: tuple[float, float] = (0.0, 255.0)
+) -> np.ndarray:
+    """(side, side, 3) float32 grey blurred noise stretched to the grey ``levels`` (low, high).
 
     Grey, so the contrast survives the conversion to grey that trackers do.
     """
     noise = cv2.GaussianBlur(rng.standard_normal((side, side)).astype(np.float32), (0, 0), 2.0)
     low, high = noise.min(), noise.max()
-    return np.repeat(((noise - low) * (255.0 / (high - low)))[..., None], 3, axis=-1)
+    stretched = levels[0] + (noise - low) * ((levels[1] - levels[0]) / (high - low))
+    return np.repeat(stretched[..., None], 3, axis=-1)
 
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -269,13 +304,19 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _paste(frame: np.ndarray, texture: np.ndarray, centre: np.ndarray) -> None:
-    """Draws ``texture`` centred at the sub-pixel ``centre`` (x, y) into ``frame`` in place."""
+    """Draws ``texture`` centred at the sub-pixel ``centre`` (x, y) into ``frame`` in place.
+
+    ``texture`` is (s, s, 3) opaque, or (s, s, 4) with premultiplied colour and alpha last.
+    """
     size = texture.shape[0]
     top_left = centre - size / 2.0
     origin = np.floor(top_left).astype(int) - 1
     fraction = top_left - (origin + 1)
     box = size + 3
-    rgba = np.dstack([texture, np.full((size, size), 1.0, np.float32)])
+    if texture.shape[2] == 4:
+        rgba = texture
+    else:
+        rgba = np.dstack([texture, np.full((size, size), 1.0, np.float32)])
     # Bilinear placement at the fractional offset inside a box with a one-pixel border.
     warp = np.float64([[1, 0, 1 + fraction[0]], [0, 1, 1 + fraction[1]]])
     moved = cv2.warpAffine(rgba, warp, (box, box), flags=cv2.INTER_LINEAR, borderValue=0)

@@ -34,6 +34,7 @@ class TwinSettings:
         window: frames per tracking window (T).
         estimator: ``ksg`` or ``3kl``.
         k: k-th neighbour of the MI estimator.
+        camera: camera-motion model removed from the tracks (``twin-builder --camera``).
         workers: parallel worker processes.
         seed: builder seed.
     """
@@ -42,6 +43,7 @@ class TwinSettings:
     window: int = 16
     estimator: str = "ksg"
     k: int = 3
+    camera: str = "similarity"
     workers: int = 1
     seed: int = 0
 
@@ -96,6 +98,8 @@ def build_twin_store(out: Path, videos: list[Path], settings: TwinSettings) -> P
         settings.estimator,
         "--k",
         str(settings.k),
+        "--camera",
+        settings.camera,
         "--selection",
         "mi",
         "--workers",
