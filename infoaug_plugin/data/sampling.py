@@ -6,8 +6,8 @@ only the augmentations' random draws differ.
 
 An epoch: one permutation of all rows (seeded by ``(seed, epoch)``, identical in every process) is
 packed, in that order, into ``num_batches`` global batches of ``num_shards * batch_size`` rows;
-process ``shard_id`` takes the ``shard_id``-th ``batch_size`` rows of each, and the rows left over
-wait for a later epoch. With ``selection: random`` each pair's twin is redrawn every epoch among
+process ``shard_id`` takes the ``shard_id``-th ``batch_size`` rows of each; the rows left over
+are not loaded this epoch. With ``selection: random`` each pair's twin is redrawn every epoch among
 the other patches of its window, from one draw per row, so a pair gets the same random twin
 whichever process loads it.
 
@@ -127,7 +127,7 @@ class EpochPlanner:
         batches = pack_without_repeats(
             order, self.anchor_ids, twin_ids, global_batch, self.num_batches
         ).reshape(self.num_batches, self.num_shards, self.batch_size)
-        if batches.size and (repeats := _batches_with_repeats(batches, self.anchor_ids, twin_ids)):
+        if repeats := _batches_with_repeats(batches, self.anchor_ids, twin_ids):
             warnings.warn(
                 f"twin store {self.store.root}: its images are shared by so many rows that "
                 f"{repeats} of {self.num_batches} batches of epoch {epoch} repeat an image",

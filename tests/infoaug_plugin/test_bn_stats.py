@@ -73,6 +73,19 @@ def test_shared_bn_stats_let_the_twin_batch_update_running_statistics(
         assert {f"{backbone}.bn1.running_mean", f"{backbone}.bn1.num_batches_tracked"} <= changed
 
 
+@pytest.mark.parametrize("base", ["byol", "mocov3"])  # MI heads with BatchNorm, and EMA copies
+def test_main_bn_stats_let_the_mi_heads_track_the_twin_batches(base: str, twin_store: Path) -> None:
+    model = METHODS[f"infoaug_{base}"](build_cfg(f"infoaug_{base}", bn_stats="main"))
+    cpu_trainer(max_steps=2).fit(model, train_loaders(twin_store))
+    mi_counts = {
+        name: int(value)
+        for name, value in bn_buffers(model).items()
+        if "mi_" in name and name.endswith("num_batches_tracked")
+    }
+    assert any(name.startswith("momentum_mi_") for name in mi_counts)
+    assert set(mi_counts.values()) == {2}
+
+
 def test_unknown_bn_stats_is_refused_by_key() -> None:
     with pytest.raises(ValueError, match="infoaug.bn_stats must be 'main' or 'shared', got 'twin'"):
         METHODS["infoaug_simclr"](build_cfg("infoaug_simclr", bn_stats="twin"))
