@@ -1,10 +1,17 @@
 """The solo-learn YAMLs of one evaluation run: pretraining (base method or InfoAug) and linear eval.
 
-One run is a cell of the comparison: a base method (``simclr``, ``byol``, ...) in one of three
-``VARIANTS`` (the plain base method, InfoAug with the store's MI twins, InfoAug with random twins,
-the paper's baseline), with one seed and one :class:`Budget` shared by every cell. Sizes are
-scaled down from solo-learn's CIFAR YAMLs (``scripts/pretrain/cifar/*.yaml``) so that small
-budgets run on a CPU; the optimisers and method hyper-parameters are solo's.
+One run is a cell of the comparison: a base method (``simclr``, ``byol``, ...) in one of the
+``VARIANTS``, with one seed and one :class:`Budget` shared by every cell:
+
+- ``untrained`` and ``pixels``, the calibration rows: the same backbone at its random
+  initialisation, and the raw pixels, through the same linear probe (no pretraining);
+- ``base``: the plain solo-learn method;
+- ``mi``: InfoAug with the store's MI twins; ``random``: InfoAug with random twins of the same
+  window (the paper's baseline); ``mi_shared``: ``mi`` with ``infoaug.bn_stats: shared`` (the twin
+  batch updates the backbone's BatchNorm running statistics too).
+
+Sizes are scaled down from solo-learn's CIFAR YAMLs (``scripts/pretrain/cifar/*.yaml``) so that
+small budgets run on a CPU; the optimisers and method hyper-parameters are solo's.
 """
 
 from __future__ import annotations
@@ -16,10 +23,24 @@ from typing import Any
 
 from infoaug_plugin.evaluation.datasets import ExportedData
 
-VARIANTS: tuple[str, ...] = ("base", "mi", "random")
+VARIANTS: tuple[str, ...] = ("untrained", "pixels", "base", "mi", "random", "mi_shared")
 LINEAR_EVALS: tuple[str, ...] = ("probe", "solo")
-VARIANT_LABELS = {"base": "base", "mi": "InfoAug (MI twins)", "random": "InfoAug (random twins)"}
-_SELECTION = {"mi": "store", "random": "random"}
+VARIANT_LABELS = {
+    "untrained": "untrained backbone",
+    "pixels": "raw pixels",
+    "base": "base",
+    "mi": "InfoAug (MI twins)",
+    "random": "InfoAug (random twins)",
+    "mi_shared": "InfoAug (MI twins, bn_stats shared)",
+}
+# The variants without pretraining, and what the probe reads for them.
+PROBE_ONLY_FEATURES = {"untrained": "untrained", "pixels": "pixels"}
+# The InfoAug variants: (infoaug.selection, infoaug.bn_stats).
+TWIN_VARIANTS: dict[str, tuple[str, str]] = {
+    "mi": ("store", "main"),
+    "random": ("random", "main"),
+    "mi_shared": ("store", "shared"),
+}
 
 # solo-learn's CIFAR augmentation pipeline (``augmentations/symmetric.yaml``) for the views.
 VIEW_AUGMENTATIONS: dict[str, Any] = {
@@ -185,8 +206,8 @@ _HYDRA_HEADER = {
 
 
 def method_name(base: str, variant: str) -> str:
-    """solo-learn ``method`` of a run: the base name, or ``infoaug_<base>``."""
-    return base if variant == "base" else f"infoaug_{base}"
+    """solo-learn ``method`` of a run: ``infoaug_<base>`` for the InfoAug variants, else the base."""
+    return f"infoaug_{base}" if variant in TWIN_VARIANTS else base
 
 
 def _common(
@@ -239,6 +260,8 @@ def pretrain_config(
         raise ValueError(f"unknown base method {base!r}; choose from {', '.join(BASES)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant in PROBE_ONLY_FEATURES:
+        raise ValueError(f"variant {variant!r} is not pretrained")
     recipe = BASES[base]
     method_kwargs = {
         "proj_hidden_dim": budget.proj_hidden_dim,
@@ -273,9 +296,10 @@ def pretrain_config(
     }
     if recipe.momentum is not None:
         cfg["momentum"] = {"base_tau": recipe.momentum[0], "final_tau": recipe.momentum[1]}
-    if variant != "base":
+    if variant in TWIN_VARIANTS:
         if twins is None:
             raise ValueError(f"variant {variant!r} needs a twin store")
+        selection, bn_stats = TWIN_VARIANTS[variant]
         cfg["infoaug"] = {
             "twins": str(twins),
             "weight": budget.mi_weight,
@@ -284,7 +308,8 @@ def pretrain_config(
             "dali_device": hardware.dali_device,
             "num_workers": budget.num_workers,
             "image_size": data.crop_size,
-            "selection": _SELECTION[variant],
+            "selection": selection,
+            "bn_stats": bn_stats,
             "augmentations": copy.deepcopy(VIEW_AUGMENTATIONS),
         }
     return cfg
@@ -294,7 +319,7 @@ def linear_config(
     base: str,
     variant: str,
     data: ExportedData,
-    checkpoint: Path,
+    checkpoint: Path | None,
     budget: Budget,
     hardware: Hardware,
     seed: int,
@@ -304,21 +329,35 @@ def linear_config(
 
     Args:
         base: the base method (``pretrain_method``: the backbone factory takes the base name).
-        variant: one of ``VARIANTS`` (only names the run).
+        variant: one of ``VARIANTS``; ``untrained`` and ``pixels`` set ``probe_features`` (what
+            the probe reads instead of a checkpoint's backbone) and need ``budget.linear_eval``
+            ``probe``.
         data: the exported data set.
-        checkpoint: the pretraining checkpoint.
+        checkpoint: the pretraining checkpoint (``None`` for ``untrained`` and ``pixels``).
         budget: the shared budget.
         hardware: where it runs.
-        seed: the run's seed.
+        seed: the run's seed (also the seed of the untrained backbone's initialisation).
         run_dir: the run's directory (linear checkpoints go below it).
 
     Returns:
-        The config for ``infoaug-linear``.
+        The config for ``infoaug-linear`` or the probe.
+
+    Raises:
+        ValueError: a calibration variant with solo-learn's linear evaluation, or a pretrained
+            variant without a checkpoint.
     """
+    probe_features = PROBE_ONLY_FEATURES.get(variant, "checkpoint")
+    if probe_features != "checkpoint" and budget.linear_eval != "probe":
+        raise ValueError(
+            f"variant {variant!r} is evaluated by the probe only (--linear-eval probe)"
+        )
+    if (checkpoint is None) != (probe_features != "checkpoint"):
+        raise ValueError(f"variant {variant!r}: checkpoint {checkpoint} does not fit the variant")
     return {
         **_HYDRA_HEADER,
         "name": f"linear-{method_name(base, variant)}-{variant}-seed{seed}",
-        "pretrained_feature_extractor": str(checkpoint),
+        "pretrained_feature_extractor": None if checkpoint is None else str(checkpoint),
+        "probe_features": probe_features,
         "pretrain_method": base,
         "backbone": {"name": budget.backbone},
         **_common(data, run_dir / "linear", seed, hardware, budget.num_workers),

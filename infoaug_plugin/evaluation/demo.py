@@ -89,15 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = QUICK_BUDGET if args.quick else DEFAULT_BUDGET
     hardware = hardware_from_args(args)
     try:
-        data, twins = prepare_inputs(args, budget, TWINS)
+        data, stores = prepare_inputs(args, budget, TWINS)
     except (DatasetError, TwinBuildError) as error:
         print(f"infoaug-demo: {error}", file=sys.stderr)
         return 1
     print(
         f"[3/3] pretraining infoaug_{args.base} and {args.base}, then linear evaluation", flush=True
     )
-    cells = [Cell(args.base, "mi", args.seed), Cell(args.base, "base", args.seed)]
-    results, failures = run_matrix(cells, data, twins, budget, hardware, args.out)
+    source, twins = next(iter(stores.items()))
+    cells = [Cell(args.base, "mi", args.seed, source), Cell(args.base, "base", args.seed)]
+    results, failures = run_matrix(cells, data, stores, budget, hardware, args.out)
     for failure in failures:
         print(f"infoaug-demo: FAILED {failure}", file=sys.stderr)
     if failures:

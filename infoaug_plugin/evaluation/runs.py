@@ -2,9 +2,10 @@
 
 Pretraining runs ``infoaug-pretrain`` (InfoAug variants) or the same code path without twins
 (the base method); linear evaluation runs the probe of :mod:`.probe` or ``infoaug-linear``, on one
-linear YAML (see :mod:`.launch`).
+linear YAML (see :mod:`.launch`). The calibration variants (``untrained``, ``pixels``) have no
+pretraining: only the probe runs.
 
-Each cell has its own directory ``OUT/runs/<base>-<variant>-seed<S>/`` holding the two generated
+Each cell has its own directory ``OUT/runs/<cell key>/`` holding the two generated
 YAMLs, the commands (``commands.sh``), the two logs, the checkpoints and, once both steps have
 finished, ``result.json``. A cell with ``result.json`` is finished and is skipped on re-runs; a
 cell without it, or whose ``result.json`` was made under another configuration (its pretraining
@@ -27,7 +28,14 @@ from typing import Any, Callable
 
 import yaml
 
-from infoaug_plugin.evaluation.configs import Budget, Hardware, linear_config, pretrain_config
+from infoaug_plugin.evaluation.configs import (
+    PROBE_ONLY_FEATURES,
+    TWIN_VARIANTS,
+    Budget,
+    Hardware,
+    linear_config,
+    pretrain_config,
+)
 from infoaug_plugin.evaluation.datasets import ExportedData
 from infoaug_plugin.evaluation.probe import PROBE_RESULT
 
@@ -41,16 +49,26 @@ class RunError(RuntimeError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One cell of a comparison: a base method, a variant and a seed."""
+    """One cell of a comparison: a base method, a variant, a seed and, for the InfoAug variants,
+    the twin source (the name of the store the harness built or was given)."""
 
     base: str
     variant: str
     seed: int
+    twin_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.twin_source is None) == (self.variant in TWIN_VARIANTS):
+            raise ValueError(
+                f"cell {self.base}/{self.variant}: a twin source is needed by exactly the InfoAug "
+                f"variants ({', '.join(TWIN_VARIANTS)}), got {self.twin_source!r}"
+            )
 
     @property
     def key(self) -> str:
-        """Directory name of the cell, ``<base>-<variant>-seed<S>``."""
-        return f"{self.base}-{self.variant}-seed{self.seed}"
+        """Directory name of the cell, ``<base>-<variant>[-<twin source>]-seed<S>``."""
+        source = f"-{self.twin_source}" if self.twin_source else ""
+        return f"{self.base}-{self.variant}{source}-seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -59,12 +77,16 @@ class CellResult:
 
     Attributes:
         base: base method.
-        variant: ``base``, ``mi`` or ``random``.
+        variant: one of ``configs.VARIANTS``.
         seed: seed of pretraining and linear evaluation.
         top1: linear top-1 accuracy on the test split, in percent (probe or solo-learn's linear
             evaluation, as the budget says).
-        pretrain_s: wall time of pretraining (the whole command), in seconds.
+        pretrain_s: wall time of pretraining (the whole command), in seconds (0 when the
+            variant has none).
         linear_s: wall time of linear evaluation (the whole command), in seconds.
+        twin_source: the twin store's source (InfoAug variants), else ``None``.
+        twin_purity: the share of the run's twins that show the same class as their patch, where
+            the source has ground truth (set by the harness, not recorded per run), else ``None``.
     """
 
     base: str
@@ -73,6 +95,8 @@ class CellResult:
     top1: float
     pretrain_s: float
     linear_s: float
+    twin_source: str | None = None
+    twin_purity: float | None = None
 
 
 def _write_yaml(path: Path, cfg: dict[str, Any]) -> None:
@@ -180,7 +204,7 @@ def run_cell(
     Args:
         cell: what to run.
         data: the exported data set.
-        twins: the twin store (for the InfoAug variants).
+        twins: the twin store of the cell's twin source (InfoAug variants), else ``None``.
         budget: the shared budget.
         hardware: where it runs.
         out_dir: output directory; the cell lives in ``out_dir/runs/<cell.key>``.
@@ -194,8 +218,11 @@ def run_cell(
     """
     run_dir = out_dir / "runs" / cell.key
     result_file = run_dir / RESULT_NAME
-    pretrain_cfg = pretrain_config(
-        cell.base, cell.variant, data, twins, budget, hardware, cell.seed, run_dir
+    pretrained = cell.variant not in PROBE_ONLY_FEATURES
+    pretrain_cfg = (
+        pretrain_config(cell.base, cell.variant, data, twins, budget, hardware, cell.seed, run_dir)
+        if pretrained
+        else None
     )
     # Thread counts change speed, not what is computed: a run may resume with other ones.
     hardware_keys = {k: v for k, v in asdict(hardware).items() if k != "threads"}
@@ -210,17 +237,21 @@ def run_cell(
     linear_dir = run_dir / "linear"
     linear_dir.mkdir(parents=True)
     pretrain_yaml, linear_yaml = run_dir / "pretrain.yaml", linear_dir / "linear.yaml"
-    _write_yaml(pretrain_yaml, pretrain_cfg)
     linear_step = "probe" if budget.linear_eval == "probe" else "linear"
-    steps = (("pretrain", pretrain_yaml, run_dir), (linear_step, linear_yaml, linear_dir))
+    steps = [(linear_step, linear_yaml, linear_dir)]
+    if pretrained:
+        _write_yaml(pretrain_yaml, pretrain_cfg)
+        steps.insert(0, ("pretrain", pretrain_yaml, run_dir))
     (run_dir / "commands.sh").write_text(
         "".join(
             f"(cd {shlex.quote(str(cwd.resolve()))} && {shlex.join(command_line(step, cfg))})\n"
             for step, cfg, cwd in steps
         )
     )
-    pretrain_s = _run_step("pretrain", pretrain_yaml, run_dir, hardware.threads, report)
-    checkpoint = _newest_checkpoint(run_dir / "checkpoints")
+    pretrain_s, checkpoint = 0.0, None
+    if pretrained:
+        pretrain_s = _run_step("pretrain", pretrain_yaml, run_dir, hardware.threads, report)
+        checkpoint = _newest_checkpoint(run_dir / "checkpoints")
     _write_yaml(
         linear_yaml,
         linear_config(
@@ -232,7 +263,9 @@ def run_cell(
         top1 = json.loads((linear_dir / PROBE_RESULT).read_text())["top1"]
     else:
         top1 = read_linear_top1(linear_dir)
-    result = CellResult(cell.base, cell.variant, cell.seed, top1, pretrain_s, linear_s)
+    result = CellResult(
+        cell.base, cell.variant, cell.seed, top1, pretrain_s, linear_s, cell.twin_source
+    )
     tmp = result_file.with_name(f".{RESULT_NAME}.tmp-{os.getpid()}")
     tmp.write_text(
         json.dumps({"result": asdict(result), "fingerprint": fingerprint}, indent=2) + "\n"

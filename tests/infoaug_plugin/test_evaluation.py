@@ -15,17 +15,22 @@ import torch
 import torchvision.datasets as tv_datasets
 from solo.data.classification_dataloader import prepare_data
 
+from infoaug_plugin.evaluation.configs import Budget, Hardware, linear_config, pretrain_config
 from infoaug_plugin.evaluation.datasets import (
     DEBIAN_FASHION_MNIST,
     EXPORT_MARKER,
     DatasetError,
+    ExportedData,
     LabelledImages,
     export_dataset,
     read_idx,
     write_cifar100,
     write_stl10,
 )
+from infoaug_plugin.evaluation.harness import matrix_cells, parse_variant_sources
 from infoaug_plugin.evaluation.launch import accept_exports
+from infoaug_plugin.evaluation.report import learning_verdict, summarise
+from infoaug_plugin.evaluation.runs import Cell, CellResult
 
 BIN = Path(sys.executable).parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -138,32 +143,127 @@ def test_demo_quick_runs_offline_prints_its_table_and_writes_its_png(tmp_path: P
 
 @pytest.mark.slow
 @needs_fashion_mnist
-def test_harness_runs_a_two_cell_matrix_with_solo_linear_eval_then_skips_finished_cells(
+def test_harness_runs_calibration_rows_and_a_twin_cell_with_solo_linear_eval_then_skips_them(
     tmp_path: Path, make_twin_store: Callable[..., Path]
 ) -> None:
     store = make_twin_store(tmp_path / "twins", n_pairs=32, size=32)
     out = tmp_path / "eval"
-    command = [
-        str(BIN / "infoaug-eval"), "--out", "eval", "--twins", str(store),
-        "--bases", "simclr", "--variants", "base", "mi", "--seeds", "0",
+    budget = [
         "--train-size", "64", "--test-size", "50", "--epochs", "1", "--batch-size", "16",
-        "--twin-batch-size", "8", "--linear-eval", "solo", "--linear-epochs", "1",
-        "--linear-batch-size", "16", "--proj-hidden-dim", "64", "--proj-output-dim", "32",
-        "--threads", "1",
+        "--twin-batch-size", "8", "--linear-batch-size", "16", "--proj-hidden-dim", "64",
+        "--proj-output-dim", "32", "--threads", "1",
     ]  # fmt: skip
-    first = _run(command, tmp_path, 600)
+    command = [
+        str(BIN / "infoaug-eval"), "--out", "eval", "--twins", str(store), "--bases", "simclr",
+        "--variants", "untrained", "pixels", "mi", "--seeds", "0", "1", "--jobs", "2", *budget,
+    ]  # fmt: skip
+    first = _run(command, tmp_path, 900)
     assert first.returncode == 0, first.stderr[-3000:]
     with (out / "results.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(row["method"] for row in rows) == ["infoaug_simclr", "simclr"]
-    assert all(0.0 <= float(row["top1"]) <= 100.0 for row in rows)
+    cells = sorted((row["variant"], row["twin_source"], row["seed"]) for row in rows)
+    assert cells == sorted(
+        (variant, source, seed)
+        for variant, source in (("untrained", ""), ("pixels", ""), ("mi", "store"))
+        for seed in ("0", "1")
+    )
+    top1 = {(row["variant"], row["seed"]): float(row["top1"]) for row in rows}
+    assert all(0.0 <= value <= 100.0 for value in top1.values())
+    # The pixel probe reads no weights; the untrained backbone's initialisation follows the seed.
+    assert top1[("pixels", "0")] == top1[("pixels", "1")]
+    assert all(float(row["pretrain_s"]) == 0.0 for row in rows if row["variant"] != "mi")
+    assert all(row["twin_purity"] == "" for row in rows)
     table = (out / "results.md").read_text()
-    assert "| simclr | base |" in table and "| infoaug_simclr | InfoAug (MI twins) |" in table
+    assert "| simclr | untrained backbone | - |" in table
+    assert "| infoaug_simclr | InfoAug (MI twins) | store |" in table
+    assert "95% interval" in table
     assert (out / "results.png").read_bytes()[:8] == PNG_MAGIC
     results = sorted(out.glob("runs/*/result.json"))
+    assert len(results) == 6
     stamps = [path.stat().st_mtime_ns for path in results]
 
     second = _run(command, tmp_path, 300)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert (second.stdout + second.stderr).count("finished before, skipped") == 2
+    assert (second.stdout + second.stderr).count("finished before, skipped") == 6
     assert [path.stat().st_mtime_ns for path in results] == stamps
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_harness_runs_a_base_cell_with_solo_linear_eval(tmp_path: Path) -> None:
+    command = [
+        str(BIN / "infoaug-eval"), "--out", "eval", "--bases", "simclr", "--variants", "base",
+        "--seeds", "0", "--train-size", "64", "--test-size", "50", "--epochs", "1",
+        "--batch-size", "16", "--linear-eval", "solo", "--linear-epochs", "1",
+        "--linear-batch-size", "16", "--proj-hidden-dim", "64", "--proj-output-dim", "32",
+        "--threads", "1",
+    ]  # fmt: skip
+    completed = _run(command, tmp_path, 600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    with (tmp_path / "eval" / "results.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["method"], row["variant"], row["twin_source"]) == ("simclr", "base", "")
+    assert 0.0 <= float(row["top1"]) <= 100.0
+    # No InfoAug variant: no twin store is built.
+    assert not (tmp_path / "eval" / "twins").exists()
+
+
+def test_calibration_variants_refuse_solo_linear_eval(tmp_path: Path) -> None:
+    data = ExportedData(tmp_path, "cifar10", 10, 32, 10, 10)
+    with pytest.raises(ValueError, match="'pixels' is evaluated by the probe only"):
+        linear_config(
+            "simclr", "pixels", data, None, Budget(linear_eval="solo"), Hardware(), 0, tmp_path
+        )
+    with pytest.raises(ValueError, match="'untrained' is not pretrained"):
+        pretrain_config("simclr", "untrained", data, None, Budget(), Hardware(), 0, tmp_path)
+
+
+def test_matrix_runs_calibration_rows_once_and_infoaug_variants_per_twin_source() -> None:
+    cells = matrix_cells(
+        ["simclr"], ["random", "base", "untrained", "mi"], ["clips", "scenes"], [0]
+    )
+    assert [cell.key for cell in cells] == [
+        "simclr-untrained-seed0",
+        "simclr-base-seed0",
+        "simclr-mi-clips-seed0",
+        "simclr-mi-scenes-seed0",
+        "simclr-random-clips-seed0",
+        "simclr-random-scenes-seed0",
+    ]
+    with pytest.raises(ValueError, match="a twin source is needed by exactly the InfoAug"):
+        Cell("simclr", "base", 0, "clips")
+
+
+def test_variant_sources_restrict_one_infoaug_variant_to_some_twin_sources() -> None:
+    only = parse_variant_sources(["mi_shared=scenes"])
+    cells = matrix_cells(["simclr"], ["mi", "mi_shared"], ["clips", "scenes"], [0], only)
+    assert [cell.key for cell in cells] == [
+        "simclr-mi-clips-seed0",
+        "simclr-mi-scenes-seed0",
+        "simclr-mi_shared-scenes-seed0",
+    ]
+    with pytest.raises(ValueError, match="expected VARIANT=SOURCE"):
+        parse_variant_sources(["base=scenes"])
+
+
+def _results(variant: str, values: list[float], source: str | None = None) -> list[CellResult]:
+    return [
+        CellResult("simclr", variant, seed, v, 1.0, 1.0, source) for seed, v in enumerate(values)
+    ]
+
+
+def test_confidence_interval_is_students_t_over_seeds() -> None:
+    (summary,) = summarise(_results("base", [80.0, 81.0, 82.0]))
+    # t(0.975, 2 dof) = 4.3027; std = 1; n = 3.
+    assert summary.ci95 == pytest.approx(4.3027 / np.sqrt(3), rel=1e-4)
+    assert np.isnan(summarise(_results("base", [80.0]))[0].ci95)
+
+
+def test_verdict_says_the_budget_learns_only_when_base_clears_the_seed_spread() -> None:
+    untrained = _results("untrained", [78.0, 78.5, 78.2])
+    learned = learning_verdict(summarise(untrained + _results("base", [82.0, 82.4, 81.9])))
+    assert "simclr beat the untrained backbone by 3.87 points" in learned
+    noisy = learning_verdict(summarise(untrained + _results("base", [76.0, 84.0, 80.0])))
+    assert noisy.startswith("**The budget is too small to learn**")
+    below = learning_verdict(summarise(untrained + _results("base", [77.0, 77.2, 77.1])))
+    assert "**The budget is too small to learn**: simclr is -1.13 points" in below
