@@ -14,7 +14,10 @@ for momentum methods (BYOL, MoCo v2+, MoCo v3, DINO).
 Usage::
 
     python benchmarks/step_overhead.py [--batch-size 32] [--twin-batch-size 32] [--warmup 2]
-        [--repeats 7] [--methods simclr byol ...] [--device cpu] [--threads N]
+        [--repeats 7] [--methods simclr byol ...] [--device cpu] [--precision 32] [--threads N]
+
+``--precision bf16-mixed`` runs each ``training_step`` under bfloat16 autocast, as Lightning's
+``bf16-mixed`` does (on a GPU; CPUs without bf16 units run it many times slower than fp32).
 
 On a CPU shared with other jobs, ``--threads 1`` gives steady numbers: torch threads that wait on
 each other at every operator turn other processes' load into large, uneven delays.
@@ -67,6 +70,8 @@ METHOD_KWARGS: dict[str, dict[str, Any]] = {
     "dino": {"proj_hidden_dim": 2048, "proj_output_dim": 256, "num_prototypes": 4096},
 }
 IMAGE_SIZE = 32
+# Lightning's precision flags that this loop reproduces: autocast dtype of ``training_step``.
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16-mixed": torch.bfloat16}
 
 
 def build_cfg(method: str, batch_size: int, twin_batch_size: int) -> DictConfig:
@@ -117,17 +122,25 @@ class Stepper:
     clipping), the optimiser step and ``on_train_batch_end`` (the EMA update of momentum methods).
     """
 
-    def __init__(self, model: pl.LightningModule, batch: Any, device: torch.device):
+    def __init__(
+        self, model: pl.LightningModule, batch: Any, device: torch.device, precision: str = "32"
+    ):
         """Moves ``model`` to ``device``, attaches a ``LoopState`` and runs the start hooks.
 
         Args:
             model: a solo-learn method.
             batch: the batch every step trains on, already on ``device``.
             device: where the model runs.
+            precision: a key of ``AUTOCAST_DTYPES``.
         """
+        if precision not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}"
+            )
         self.model = model.to(device)
         self.batch = batch
         self.device = device
+        self.autocast_dtype = AUTOCAST_DTYPES[precision]
         self.loop = LoopState()
         model.trainer = self.loop
         # Lightning's self.log needs a running loop; logging is not part of the measured step.
@@ -140,7 +153,13 @@ class Stepper:
         """One training step; returns its wall time in seconds."""
         self._sync()
         start = time.perf_counter()
-        loss = self.model.training_step(self.batch, self.loop.global_step)
+        # Like Lightning's MixedPrecision plugin: autocast around the forward only.
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.bfloat16,
+            enabled=self.autocast_dtype is not None,
+        ):
+            loss = self.model.training_step(self.batch, self.loop.global_step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.model.on_after_backward()
@@ -164,49 +183,80 @@ def compute_ratio(base: str, batch_size: int, twin_batch_size: int) -> float:
     return infoaug_images / base_images
 
 
-def measure(base: str, args: argparse.Namespace) -> tuple[float, float, float]:
-    """Median step times (seconds) of ``base`` and ``infoaug_<base>`` on the same main batch, and
-    the median over steps of their ratio (steps of the two models alternate)."""
-    device = torch.device(args.device)
+@dataclass(frozen=True)
+class StepTimes:
+    """Median step times of a base method and its InfoAug method, and the measured ratio.
+
+    Attributes:
+        base_s: median step time of the base method, seconds.
+        infoaug_s: median step time of ``infoaug_<base>``, seconds.
+        ratio: median over steps of the ratio of neighbouring InfoAug and base steps.
+    """
+
+    base_s: float
+    infoaug_s: float
+    ratio: float
+
+
+def measure(
+    base: str,
+    batch_size: int,
+    twin_batch_size: int,
+    warmup: int,
+    repeats: int,
+    device: torch.device,
+    precision: str = "32",
+) -> StepTimes:
+    """Times alternating steps of ``base`` and ``infoaug_<base>`` on the same main batch.
+
+    Args:
+        base: a key of ``METHOD_KWARGS``.
+        batch_size: main batch (per view).
+        twin_batch_size: twin pairs per step.
+        warmup: untimed steps per model.
+        repeats: timed steps per model.
+        device: where both models run.
+        precision: a key of ``AUTOCAST_DTYPES``.
+
+    Returns:
+        The medians.
+    """
     generator = torch.Generator().manual_seed(0)
 
-    def images(batch_size: int) -> torch.Tensor:
-        return torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator).to(device)
+    def images(count: int) -> torch.Tensor:
+        return torch.randn(count, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator).to(device)
 
     main = [
-        torch.arange(args.batch_size, device=device),
-        [images(args.batch_size), images(args.batch_size)],
-        torch.randint(0, 10, (args.batch_size,), generator=generator).to(device),
+        torch.arange(batch_size, device=device),
+        [images(batch_size), images(batch_size)],
+        torch.randint(0, 10, (batch_size,), generator=generator).to(device),
     ]
     twin = [
-        torch.arange(args.twin_batch_size, device=device),
-        images(args.twin_batch_size),
-        images(args.twin_batch_size),
+        torch.arange(twin_batch_size, device=device),
+        images(twin_batch_size),
+        images(twin_batch_size),
     ]
     steppers = [
         Stepper(
-            METHODS[base](build_cfg(base, args.batch_size, args.twin_batch_size)), main, device
+            METHODS[base](build_cfg(base, batch_size, twin_batch_size)), main, device, precision
         ),
         Stepper(
-            METHODS[f"infoaug_{base}"](
-                build_cfg(f"infoaug_{base}", args.batch_size, args.twin_batch_size)
-            ),
+            METHODS[f"infoaug_{base}"](build_cfg(f"infoaug_{base}", batch_size, twin_batch_size)),
             {"main": main, "twin": twin},
             device,
+            precision,
         ),
     ]
-    for _ in range(args.warmup):
+    for _ in range(warmup):
         for stepper in steppers:
             stepper.step()
     base_times, infoaug_times = [], []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         base_times.append(steppers[0].step())
         infoaug_times.append(steppers[1].step())
     ratios = [i / b for b, i in zip(base_times, infoaug_times)]
-    return (
-        statistics.median(base_times),
-        statistics.median(infoaug_times),
-        statistics.median(ratios),
+    return StepTimes(
+        statistics.median(base_times), statistics.median(infoaug_times), statistics.median(ratios)
     )
 
 
@@ -220,6 +270,7 @@ def main() -> None:
         "--methods", nargs="+", default=list(METHOD_KWARGS), choices=list(METHOD_KWARGS)
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--precision", default="32", choices=list(AUTOCAST_DTYPES))
     parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads"
     )
@@ -231,8 +282,8 @@ def main() -> None:
 
     print(
         f"resnet18 (cifar stem) on {IMAGE_SIZE}x{IMAGE_SIZE}, main batch {args.batch_size} x 2 views, "
-        f"twin batch {args.twin_batch_size} pairs, {args.device}, torch threads "
-        f"{torch.get_num_threads()}, medians of {args.repeats} alternating steps"
+        f"twin batch {args.twin_batch_size} pairs, {args.device}, precision {args.precision}, "
+        f"torch threads {torch.get_num_threads()}, medians of {args.repeats} alternating steps"
     )
     header = (
         f"{'method':<14}{'base ms':>10}{'infoaug ms':>12}{'measured':>10}{'compute':>9}  within 10%"
@@ -240,11 +291,20 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for base in args.methods:
-        base_s, infoaug_s, measured = measure(base, args)
+        times = measure(
+            base,
+            args.batch_size,
+            args.twin_batch_size,
+            args.warmup,
+            args.repeats,
+            torch.device(args.device),
+            args.precision,
+        )
         expected = compute_ratio(base, args.batch_size, args.twin_batch_size)
-        within = abs(measured / expected - 1) <= 0.10
+        within = abs(times.ratio / expected - 1) <= 0.10
         print(
-            f"{base:<14}{base_s * 1e3:>10.1f}{infoaug_s * 1e3:>12.1f}{measured:>10.2f}{expected:>9.2f}  "
+            f"{base:<14}{times.base_s * 1e3:>10.1f}{times.infoaug_s * 1e3:>12.1f}"
+            f"{times.ratio:>10.2f}{expected:>9.2f}  "
             f"{'yes' if within else 'NO'}",
             flush=True,
         )

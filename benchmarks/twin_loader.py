@@ -137,6 +137,51 @@ def pairs_per_second(loader, epochs: int) -> float:
     return pairs / (time.perf_counter() - start)
 
 
+def loader_rates(
+    store: Path,
+    loaders: dict[str, tuple[str, str]],
+    threads: int,
+    batch_size: int,
+    image_size: int,
+    epochs: int,
+    repeats: int,
+) -> dict[str, float]:
+    """Best pairs/s of each loader over ``repeats`` alternating rounds on the same store.
+
+    Args:
+        store: the twin store.
+        loaders: row name to ``(infoaug.loader, infoaug.dali_device)``; a ``gpu`` DALI pipeline
+            runs on CUDA device 0 (the torch loader ignores the device).
+        threads: DALI ``num_threads`` and DataLoader ``num_workers``.
+        batch_size: twin pairs per batch.
+        image_size: side of the twin crops.
+        epochs: timed passes per round (after one warm-up pass).
+        repeats: rounds; the loaders take turns in each.
+
+    Returns:
+        Row name to the best pairs/s.
+    """
+    built = {}
+    for name, (loader, dali_device) in loaders.items():
+        cfg = OmegaConf.create(
+            {
+                "twins": str(store),
+                "loader": loader,
+                "dali_device": dali_device,
+                "batch_size": batch_size,
+                "num_workers": threads,
+                "image_size": image_size,
+                "augmentations": {"gaussian_blur": {"prob": 0.5}},
+            }
+        )
+        built[name] = build_twin_loader(cfg, device_id=0 if dali_device == "gpu" else None)
+    rates = {name: 0.0 for name in built}
+    for _ in range(repeats):
+        for name, loader in built.items():
+            rates[name] = max(rates[name], pairs_per_second(loader, epochs))
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=2000)
@@ -149,24 +194,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as workdir:
         store = write_store(Path(workdir) / "store", args.pairs)
-        loaders = {}
-        for name in ("torch", "dali"):
-            cfg = OmegaConf.create(
-                {
-                    "twins": str(store),
-                    "loader": name,
-                    "dali_device": "cpu",
-                    "batch_size": args.batch_size,
-                    "num_workers": args.threads,
-                    "image_size": args.image_size,
-                    "augmentations": {"gaussian_blur": {"prob": 0.5}},
-                }
-            )
-            loaders[name] = build_twin_loader(cfg)
-        rates = {name: 0.0 for name in loaders}
-        for _ in range(args.repeats):
-            for name, loader in loaders.items():
-                rates[name] = max(rates[name], pairs_per_second(loader, args.epochs))
+        rates = loader_rates(
+            store,
+            {"torch": ("torch", "cpu"), "dali": ("dali", "cpu")},
+            args.threads,
+            args.batch_size,
+            args.image_size,
+            args.epochs,
+            args.repeats,
+        )
 
     ratio = rates["dali"] / rates["torch"]
     print(
