@@ -100,7 +100,7 @@ from tqdm import tqdm
 from twin_loader import loader_rates, write_store
 
 import infoaug_plugin  # noqa: F401  (registers the methods)
-from infoaug_plugin.evaluation.configs import BASES
+from infoaug_plugin.evaluation.configs import REFERENCE_BASES
 from infoaug_plugin.evaluation.harness import twin_purities
 from infoaug_plugin.evaluation.report import learning_verdict, markdown_table, summarise, write_csv
 from infoaug_plugin.evaluation.runs import RESULT_NAME, CellResult
@@ -120,7 +120,6 @@ ROUND_MARGIN = 1.15
 # The study stops this long before the budget, leaving time to read back and write the summary.
 STUDY_MARGIN_S = 10.0
 NOT_AVAILABLE = "not available on this machine"
-REFERENCE_BASES = ("nnclr",)
 STACK = ("torch", "torchvision", "lightning", "torchmetrics", "solo-learn", "timm", "numpy")
 
 
@@ -841,7 +840,7 @@ def run_study(suite: Suite, work: Path, data_dir: Path | None, epochs: int, seed
     study = replace(study, options={**study.options, "--epochs": str(epochs)})
     deadline = suite.deadline - STUDY_MARGIN_S
     main_out, reference_out = work / "study", work / "reference"
-    references = tuple(base for base in study.references if base in BASES)
+    references = study.references
     log = suite.out / STUDY_LOG
     record: dict[str, Any] = {
         "matrix": {
@@ -855,12 +854,6 @@ def run_study(suite: Suite, work: Path, data_dir: Path | None, epochs: int, seed
         "rounds": [],
         "note": "",
     }
-    missing = [base for base in study.references if base not in BASES]
-    if missing:
-        record["note"] = (
-            f"reference {', '.join(missing)}: not run, infoaug-eval has no recipe for it "
-            "(infoaug_plugin.evaluation.configs.BASES)"
-        )
     with suite.lock:
         suite.data["study"] = record
     started = time.monotonic()

@@ -116,7 +116,11 @@ BASES: dict[str, BaseRecipe] = {
         0.3,
         (0.9995, 1.0),
     ),
+    # A reference, not an InfoAug base: cross-sample positives learned from a support set.
+    "nnclr": BaseRecipe({"temperature": 0.2, "queue_size": 65536}, "lars", 0.4, predictor=True),
 }
+# Bases with no infoaug_<base> method: compared as plain solo-learn methods (variant ``base``).
+REFERENCE_BASES: tuple[str, ...] = ("nnclr",)
 _LARS_KWARGS = {"clip_lr": True, "eta": 0.02, "exclude_bias_n_norm": True}
 
 
@@ -262,6 +266,8 @@ def pretrain_config(
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     if variant in PROBE_ONLY_FEATURES:
         raise ValueError(f"variant {variant!r} is not pretrained")
+    if base in REFERENCE_BASES and variant != "base":
+        raise ValueError(f"{base} is a reference method without InfoAug; only variant 'base' runs")
     recipe = BASES[base]
     method_kwargs = {
         "proj_hidden_dim": budget.proj_hidden_dim,

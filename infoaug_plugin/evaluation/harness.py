@@ -47,6 +47,7 @@ from infoaug_plugin.evaluation import scenes
 from infoaug_plugin.evaluation.configs import (
     BASES,
     LINEAR_EVALS,
+    REFERENCE_BASES,
     TWIN_VARIANTS,
     VARIANTS,
     Budget,
@@ -65,7 +66,7 @@ from infoaug_plugin.evaluation.report import (
     summarise,
     write_csv,
 )
-from infoaug_plugin.evaluation.runs import Cell, CellResult, RunError, run_cell
+from infoaug_plugin.evaluation.runs import Cell, CellResult, NotFinished, RunError, run_cell
 from infoaug_plugin.evaluation.twins import (
     TwinBuildError,
     TwinSettings,
@@ -248,6 +249,7 @@ def run_matrix(
     hardware: Hardware,
     out: Path,
     jobs: int = 1,
+    run_missing: bool = True,
 ) -> tuple[list[CellResult], list[str]]:
     """Runs every cell (finished ones are read back), ``jobs`` at a time, with a progress bar.
 
@@ -260,17 +262,18 @@ def run_matrix(
         out: output directory.
         jobs: cells run at once (each in its own processes; on a CPU give each ``--threads``
             of about cores / jobs).
+        run_missing: run the cells that have not finished (else only read back finished ones).
 
     Returns:
-        ``(results, failures)``: finished runs in cell order, and one message per failed run.
+        ``(results, failures)``: finished runs in cell order, and one message per failed (or,
+        without ``run_missing``, unfinished) run.
     """
     progress = tqdm(total=len(cells), desc="runs", unit="run")
 
     def run(cell: Cell) -> tuple[CellResult, bool]:
         twins = stores[cell.twin_source] if cell.twin_source else None
-        return run_cell(
-            cell, data, twins, budget, hardware, out, partial(_show_step, progress, cell.key)
-        )
+        show = partial(_show_step, progress, cell.key)
+        return run_cell(cell, data, twins, budget, hardware, out, show, run_missing)
 
     outcomes: dict[Cell, CellResult | str] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -280,6 +283,9 @@ def run_matrix(
             progress.update()
             try:
                 result, ran = future.result()
+            except NotFinished:
+                outcomes[cell] = f"{cell.key}: not finished"
+                continue
             except RunError as error:
                 outcomes[cell] = f"{cell.key}: {error}"
                 tqdm.write(f"FAILED {cell.key}: {error}")
@@ -318,6 +324,7 @@ def write_results(
     command: str,
     budget: Budget,
     hardware: Hardware,
+    missing: Sequence[str] = (),
 ) -> str:
     """Writes ``results.csv``, ``results.md`` and ``results.png``; returns the Markdown table.
 
@@ -328,6 +335,7 @@ def write_results(
         command: the command line that produced them.
         budget: the shared budget (recorded in the Markdown file).
         hardware: where they ran (recorded too).
+        missing: the cells of the command that have no result (failed or not run), one line each.
     """
     summaries = summarise(results)
     table = markdown_table(summaries)
@@ -335,12 +343,14 @@ def write_results(
     write_csv(results, out / "results.csv")
     plot_matrix(summaries, out / "results.png", title)
     total_minutes = sum(r.pretrain_s + r.linear_s for r in results) / 60
+    unfinished = "".join(f"- no result: {line}\n" for line in missing)
     (out / "results.md").write_text(
         f"# InfoAug evaluation\n\n{title}\n\n{verdict}\n\n{table}\n"
         "Mean ± half-width of the 95% interval (Student's t over seeds). Twin purity: the share "
         "of twins that show the same class as their patch (scenes only: their ground truth).\n\n"
         f"{len(results)} runs, {total_minutes:.1f} min of run time in all (pretraining + linear "
         "evaluation commands, wall clock, summed over runs).\n\n"
+        f"{unfinished}{chr(10) if unfinished else ''}"
         f"Command:\n\n```\n{command}\n```\n\n"
         f"Budget: `{asdict(budget)}`\n\nHardware: `{asdict(hardware)}`\n"
     )
@@ -374,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument(
         "--jobs", type=int, default=1, help="cells run at once (with --threads about cores/jobs)"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the results of the cells that finished, list the others",
     )
     add_budget_arguments(parser, Budget())
     add_hardware_arguments(parser)
@@ -429,7 +444,8 @@ def matrix_cells(
         variant_sources: InfoAug variants that run on only some of ``sources``.
 
     Returns:
-        The cells, seed-major, so an interrupted matrix has whole rows of early seeds.
+        The cells, seed-major, so an interrupted matrix has whole rows of early seeds. A
+        reference base (``REFERENCE_BASES``, e.g. ``nnclr``) gets its ``base`` cells only.
     """
     ordered = [v for v in VARIANTS if v in variants]
     restricted = variant_sources or {}
@@ -444,6 +460,7 @@ def matrix_cells(
         for seed in seeds
         for base in bases
         for variant in ordered
+        if base not in REFERENCE_BASES or variant == "base"
         for source in sources_of(variant)
     ]
 
@@ -483,18 +500,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.out / 'runs'}",
         flush=True,
     )
-    results, failures = run_matrix(cells, data, stores, budget, hardware, args.out, jobs=args.jobs)
+    results, failures = run_matrix(
+        cells, data, stores, budget, hardware, args.out, args.jobs, not args.report_only
+    )
     results = [replace(r, twin_purity=purity.get((r.twin_source, r.variant))) for r in results]
     command = shlex.join(["infoaug-eval", *argv])
     if results:
         print(
             write_results(
-                results, args.out, budget_title(args.dataset, budget), command, budget, hardware
+                results,
+                args.out,
+                budget_title(args.dataset, budget),
+                command,
+                budget,
+                hardware,
+                failures,
             )
         )
         print(
             f"wrote {args.out / 'results.csv'}, {args.out / 'results.md'}, {args.out / 'results.png'}"
         )
     for failure in failures:
-        print(f"FAILED {failure}", file=sys.stderr)
-    return 1 if failures else 0
+        print(f"{'NO RESULT' if args.report_only else 'FAILED'} {failure}", file=sys.stderr)
+    return 1 if failures and not args.report_only else 0

@@ -47,6 +47,10 @@ class RunError(RuntimeError):
     """A step of a run failed; the message names the log file and quotes its end."""
 
 
+class NotFinished(RunError):
+    """The cell has no finished result and was asked not to run (``--report-only``)."""
+
+
 @dataclass(frozen=True)
 class Cell:
     """One cell of a comparison: a base method, a variant, a seed and, for the InfoAug variants,
@@ -198,6 +202,7 @@ def run_cell(
     hardware: Hardware,
     out_dir: Path,
     report: Callable[[str], None] = lambda text: None,
+    run_missing: bool = True,
 ) -> tuple[CellResult, bool]:
     """Runs (or reads back) one cell: pretraining, then linear evaluation of its checkpoint.
 
@@ -209,12 +214,14 @@ def run_cell(
         hardware: where it runs.
         out_dir: output directory; the cell lives in ``out_dir/runs/<cell.key>``.
         report: progress callback, called each second with the running step and its time.
+        run_missing: run the cell when it has no finished result (else raise ``NotFinished``).
 
     Returns:
         ``(result, ran)``: ``ran`` is false when the cell had finished before.
 
     Raises:
         RunError: a step failed or wrote no result.
+        NotFinished: no finished result and ``run_missing`` is false.
     """
     run_dir = out_dir / "runs" / cell.key
     result_file = run_dir / RESULT_NAME
@@ -233,6 +240,8 @@ def run_cell(
         recorded = json.loads(result_file.read_text())
         if recorded.get("fingerprint") == fingerprint:
             return CellResult(**recorded["result"]), False
+    if not run_missing:
+        raise NotFinished(f"{run_dir}: no finished result under this configuration")
     shutil.rmtree(run_dir, ignore_errors=True)
     linear_dir = run_dir / "linear"
     linear_dir.mkdir(parents=True)

@@ -187,6 +187,19 @@ def test_harness_runs_calibration_rows_and_a_twin_cell_with_solo_linear_eval_the
     assert (second.stdout + second.stderr).count("finished before, skipped") == 6
     assert [path.stat().st_mtime_ns for path in results] == stamps
 
+    # --report-only runs nothing: seed 2 is listed as having no result, seeds 0 and 1 are reported.
+    report = _run(
+        [*command[: -len(budget)], "--seeds", "0", "1", "2", *budget, "--report-only"],
+        tmp_path,
+        300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert not list(out.glob("runs/*seed2"))
+    assert report.stderr.count("NO RESULT") == 3
+    assert "- no result: simclr-mi-store-seed2: not finished" in (out / "results.md").read_text()
+    with (out / "results.csv").open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 6
+
 
 @pytest.mark.slow
 @needs_fashion_mnist
@@ -244,6 +257,23 @@ def test_variant_sources_restrict_one_infoaug_variant_to_some_twin_sources() -> 
     ]
     with pytest.raises(ValueError, match="expected VARIANT=SOURCE"):
         parse_variant_sources(["base=scenes"])
+
+
+def test_a_reference_base_runs_only_as_itself(tmp_path: Path) -> None:
+    cells = matrix_cells(["simclr", "nnclr"], ["untrained", "base", "mi"], ["clips"], [0])
+    assert [cell.key for cell in cells] == [
+        "simclr-untrained-seed0",
+        "simclr-base-seed0",
+        "simclr-mi-clips-seed0",
+        "nnclr-base-seed0",
+    ]
+    data = ExportedData(tmp_path, "cifar10", 10, 32, 10, 10)
+    assert (
+        pretrain_config("nnclr", "base", data, None, Budget(), Hardware(), 0, tmp_path)["method"]
+        == "nnclr"
+    )
+    with pytest.raises(ValueError, match="nnclr is a reference method without InfoAug"):
+        pretrain_config("nnclr", "mi", data, tmp_path, Budget(), Hardware(), 0, tmp_path)
 
 
 def _results(variant: str, values: list[float], source: str | None = None) -> list[CellResult]:
