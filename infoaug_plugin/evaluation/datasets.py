@@ -143,8 +143,19 @@ def _find_idx(data_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def _fashion_split(data_dir: Path, split: str, classes: tuple[str, ...]) -> LabelledImages:
-    """Reads one Fashion-MNIST split from IDX files and pads it to 32 x 32 RGB."""
+def read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one Fashion-MNIST split from its IDX files; the other split's files are not opened.
+
+    Args:
+        data_dir: folder holding the split's two IDX files (``.gz`` or not; or a ``raw/`` below).
+        split: ``train`` or ``test``.
+
+    Returns:
+        ``(images, labels)``: (N, 28, 28) uint8 grey images and (N,) int64 classes.
+
+    Raises:
+        DatasetError: the files are missing or malformed.
+    """
     image_stem, label_stem = _FASHION_FILES[split]
     paths = [_find_idx(data_dir, stem) for stem in (image_stem, label_stem)]
     if None in paths:
@@ -158,15 +169,20 @@ def _fashion_split(data_dir: Path, split: str, classes: tuple[str, ...]) -> Labe
             f"{paths[0]}: images of shape {images.shape} do not match labels of shape "
             f"{labels.shape} in {paths[1]}"
         )
+    return images, labels.astype(np.int64)
+
+
+def _fashion_split(data_dir: Path, split: str, classes: tuple[str, ...]) -> LabelledImages:
+    """Reads one Fashion-MNIST split from IDX files and pads it to 32 x 32 RGB."""
+    images, labels = read_fashion_split(data_dir, split)
     if labels.max(initial=0) >= len(classes):
         raise DatasetError(
-            f"{paths[1]}: label {labels.max()} out of range for {len(classes)} classes"
+            f"{data_dir}: Fashion-MNIST {split} label {labels.max()} out of range for "
+            f"{len(classes)} classes"
         )
     # Zero padding is the images' own black background; grey becomes RGB by repetition.
     padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
-    return LabelledImages(
-        np.repeat(padded[..., None], 3, axis=-1), labels.astype(np.int64), classes
-    )
+    return LabelledImages(np.repeat(padded[..., None], 3, axis=-1), labels, classes)
 
 
 def load_fashion_mnist(

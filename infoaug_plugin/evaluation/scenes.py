@@ -39,13 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from infoaug_plugin.data.store import open_twin_store
-from infoaug_plugin.evaluation.datasets import (
-    _FASHION_FILES,
-    DEBIAN_FASHION_MNIST,
-    DatasetError,
-    _find_idx,
-    read_idx,
-)
+from infoaug_plugin.evaluation.datasets import DEBIAN_FASHION_MNIST, read_fashion_split
 from infoaug_plugin.evaluation.twins import TwinSettings
 from twin_builder.store_format import PAIRS_NAME, read_pairs_csv
 from twin_builder.synthetic import make_twin_video, write_frame_folder
@@ -135,21 +129,7 @@ def load_fashion_mnist_train(data_dir: Path | None = None) -> tuple[np.ndarray, 
     Raises:
         DatasetError: the files are missing or malformed.
     """
-    folder = DEBIAN_FASHION_MNIST if data_dir is None else data_dir
-    image_stem, label_stem = _FASHION_FILES["train"]
-    paths = [_find_idx(folder, stem) for stem in (image_stem, label_stem)]
-    if None in paths:
-        raise DatasetError(
-            f"{folder}: no Fashion-MNIST training files (expected {image_stem}[.gz] and "
-            f"{label_stem}[.gz], as in Debian's dataset-fashion-mnist)"
-        )
-    images, labels = read_idx(paths[0]), read_idx(paths[1])
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DatasetError(
-            f"{paths[0]}: images of shape {images.shape} do not match labels of shape "
-            f"{labels.shape} in {paths[1]}"
-        )
-    return images, labels.astype(np.int64)
+    return read_fashion_split(DEBIAN_FASHION_MNIST if data_dir is None else data_dir, "train")
 
 
 def write_scene_videos(
