@@ -25,7 +25,7 @@ leaves what was measured so far), ``DIR/study.csv`` (one row per finished run of
    {untrained, base, mi, random} x twin sources {clips, scenes}, every cell of a seed at once on
    the one GPU (``--jobs``), one seed per round: a further seed starts only if the time left covers
    the longest run of the last round. solo-learn's ``nnclr`` (learned cross-sample positives) runs
-   beside the first round as a reference row when ``infoaug-eval`` has a recipe for it. It runs
+   beside the first round as a reference row (``configs.REFERENCE_BASES``). It runs
    while the smoke part does (the study is bound by data loading on the CPUs; the smoke steps are
    not timed).
 
@@ -131,8 +131,7 @@ class StudyPlan:
         bases: base methods of the matrix.
         variants: ``infoaug-eval`` variants.
         twin_sources: ``--twin-source`` values.
-        references: base methods run once (first seed, ``base`` variant) as reference rows, where
-            ``infoaug-eval`` has a recipe for them.
+        references: base methods run once (first seed, ``base`` variant) as reference rows.
         max_seeds: rounds at most (one seed each).
         options: ``infoaug-eval`` budget and hardware options (``--epochs`` among them).
     """

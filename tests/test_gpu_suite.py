@@ -131,7 +131,12 @@ def test_dry_run_fills_every_part_of_the_summary_within_three_minutes(tmp_path: 
     assert first["status"] in ("done", "stopped by the guard")
     runs = study["runs"]
     assert runs and all(0.0 <= run["top1"] <= 100.0 for run in runs)
-    assert {run["variant"] for run in runs} <= {"untrained", "mi"}
+    # The matrix's cells, and solo-learn's nnclr as the reference row (variant base).
+    assert {(run["base"], run["variant"]) for run in runs} <= {
+        ("simclr", "untrained"),
+        ("simclr", "mi"),
+        ("nnclr", "base"),
+    }
     with (out / "study.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["variant"], row["seed"]) for row in rows] == [
