@@ -1,8 +1,10 @@
-"""Fixtures shared by every test package: a tiny twin store written in the real store format."""
+"""Fixtures shared by every test package: a tiny twin store written by the real store writer."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -10,14 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from twin_builder.store_format import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    PAIRS_NAME,
-    PATCHES_DIR,
-    write_json_atomic,
-    write_pairs_csv,
-)
+from twin_store import StoreWriter, entry_from_rows
+
+# A format-1 store (one PNG per patch, pairs.csv) written by the format-1 builder, kept to test
+# that such stores still load, train and convert.
+FORMAT_1_STORE = Path(__file__).parent / "data" / "format1_store"
 
 _NUM_VIDEOS = 2
 _GRID = 4
@@ -30,7 +29,7 @@ def encoded_pixel(index: int, is_twin: bool) -> tuple[int, int, int]:
     """RGB colour that ``make_twin_store(..., encode_ids=True)`` fills a patch with.
 
     Args:
-        index: the pair's row index in ``pairs.csv`` (0-based, below 65536).
+        index: the pair's id (its row in the store's pair index, below 65536).
         is_twin: whether the image is the twin (else the anchor patch).
 
     Returns:
@@ -51,15 +50,16 @@ def write_twin_store(
 ) -> Path:
     """Writes a complete twin store of ``n_pairs`` pairs of ``size`` x ``size`` PNG patches.
 
-    Pairs are spread over two fake videos; each pair has its own anchor and twin file. Without
+    Pairs are spread over two fake videos; each pair has its own anchor and twin patch (grid
+    cells: the anchors of a window are its top-left 2 x 2 cells, their twins the bottom-right). Without
     ``encode_ids`` the patches are seeded random textures; with it, each image is filled with
     ``encoded_pixel(row_index, is_twin)``.
 
     Args:
         root: store directory to create (must not hold a store already).
-        n_pairs: number of rows of ``pairs.csv``.
+        n_pairs: number of pairs.
         size: side of every patch image in pixels.
-        encode_ids: paint the pair's row index into its two images.
+        encode_ids: paint the pair's id into its two images.
 
     Returns:
         ``root``.
@@ -69,27 +69,32 @@ def write_twin_store(
         f"clip{v}": hashlib.sha256(f"clip{v}".encode()).hexdigest() for v in range(_NUM_VIDEOS)
     }
     videos = [f"{stem}-{digest[:8]}" for stem, digest in hashes.items()]
-    rows = []
+    rows: dict[str, list[dict]] = {video: [] for video in videos}
+    images: dict[str, bytes] = {}
+    layout = []
     for index in range(n_pairs):
         video = videos[index % _NUM_VIDEOS]
         window_start = 8 * (index // (_NUM_VIDEOS * _GRID))
         cell = (index // _NUM_VIDEOS) % _GRID
-        anchor = (cell // 2, cell % 2)
+        layout.append((video, window_start, (cell // 2, cell % 2)))
+    # The store orders pairs by video, window and anchor cell: paint each pair's id, its position.
+    pair_id = {key: number for number, key in enumerate(sorted(layout))}
+    for index, (video, window_start, anchor) in enumerate(layout):
         twin = (anchor[0] + 2, anchor[1] + 2)
         files = []
         for is_twin, (row, col) in ((False, anchor), (True, twin)):
-            relative = f"{PATCHES_DIR}/{video}/w{window_start:05d}_p{index:05d}_r{row}c{col}.png"
+            name = f"{video}/w{window_start:05d}_p{index:05d}_r{row}c{col}.png"
             if encode_ids:
-                pixels = np.full((size, size, 3), encoded_pixel(index, is_twin), dtype=np.uint8)
+                colour = encoded_pixel(pair_id[video, window_start, anchor], is_twin)
+                pixels = np.full((size, size, 3), colour, dtype=np.uint8)
             else:
                 pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            path = root / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(path)
-            files.append(relative)
-        rows.append(
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="PNG")
+            images[name] = buffer.getvalue()
+            files.append(name)
+        rows[video].append(
             {
-                "pair_id": f"{video}:w{window_start}:f{window_start}:r{anchor[0]}c{anchor[1]}",
                 "video": video,
                 "window_start": window_start,
                 "anchor_row": anchor[0],
@@ -104,23 +109,21 @@ def write_twin_store(
                 "twin_box": _box(twin, size),
             }
         )
-    root.mkdir(parents=True, exist_ok=True)
-    write_pairs_csv(root / PAIRS_NAME, rows)
-    write_json_atomic(
-        root / MANIFEST_NAME,
-        {
-            "format_version": FORMAT_VERSION,
-            "complete": True,
-            "builder": {"name": "twin_builder", "version": "test"},
-            "params": {"grid": _GRID, "window": 8, "estimator": "ksg", "k": 3, "seed": 0},
-            "selection": "mi",
-            "videos": [
-                {"id": f"{stem}-{digest[:8]}", "name": f"{stem}.mp4", "size": 0, "sha256": digest}
-                for stem, digest in hashes.items()
-            ],
-            "counts": {"videos": _NUM_VIDEOS, "pairs": n_pairs},
-        },
-    )
+    params = {"grid": _GRID, "window": 8, "estimator": "ksg", "k": 3, "seed": 0, "selection": "mi"}
+    writer = StoreWriter(root, params)
+    writer.begin()
+    for (stem, digest), video in zip(hashes.items(), videos):
+        record = {"id": video, "name": f"{stem}.mp4", "size": 0, "sha256": digest, "status": "built"}
+        record.update(windows=1, patches=2 * len(rows[video]), tracked_patches=0, valid_patches=0)
+        record.update(pairs=len(rows[video]), patch_files=2 * len(rows[video]))
+        writer.commit(entry_from_rows(record, rows[video], images.__getitem__))
+    writer.finish({"shards": ["0/1"]})
+    return root
+
+
+def copy_format_1_store(root: Path) -> Path:
+    """A writable copy of ``FORMAT_1_STORE`` at ``root``."""
+    shutil.copytree(FORMAT_1_STORE, root)
     return root
 
 

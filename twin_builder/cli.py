@@ -1,4 +1,4 @@
-"""``twin-builder``: build, inspect, show and merge twin stores.
+"""``twin-builder``: build, inspect, show, merge, export and convert twin stores.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     twin-builder merge twins-part0 twins-part1 --out twins
     twin-builder inspect twins
     twin-builder show twins --out twins.png
+    twin-builder export twins --out pairs.csv               # the pairs, for people and scripts
+    twin-builder convert old-twins --out twins              # format 1 (PNG files) to shards
 
 Exit status: 0 on success; 1 when nothing could be built or a store is refused; 2 on bad usage.
 """
@@ -23,8 +25,9 @@ from twin_builder.camera import CameraModel
 from twin_builder.depth import load_depth_provider
 from twin_builder.pipeline import ESTIMATORS, FEATURES, SELECTIONS, BuildParams
 from twin_builder.report import inspect_store
-from twin_builder.store import StoreError, merge_stores
 from twin_builder.video import DEFAULT_CUT_THRESHOLD, InputDiscoveryError
+from twin_store import FORMAT_VERSION, TwinStoreError, export_pairs_csv, merge_stores, open_store
+from twin_store.format import DEFAULT_SHARD_BYTES
 
 DEFAULTS = BuildParams()
 
@@ -158,6 +161,12 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n"
     )
+    build.add_argument(
+        "--shard-mb",
+        type=_positive_int,
+        default=DEFAULT_SHARD_BYTES // 2**20,
+        help="close a patch shard file at about this many MiB (default %(default)s)",
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -194,7 +203,13 @@ def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     except ValueError as error:
         parser.error(str(error))
     report = build_store(
-        args.inputs, args.out, params, args.workers, shard, progress=not args.quiet
+        args.inputs,
+        args.out,
+        params,
+        args.workers,
+        shard,
+        progress=not args.quiet,
+        shard_bytes=args.shard_mb * 2**20,
     )
     for record in report.skipped:
         print(
@@ -239,9 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--max-links", type=_positive_int, default=12, help="twin pairs drawn per window"
     )
-    merge = subparsers.add_parser("merge", help="combine stores built with the same parameters")
+    merge = subparsers.add_parser(
+        "merge", help="combine stores built with the same parameters (shards linked, not re-encoded)"
+    )
     merge.add_argument("stores", nargs="+", type=Path, metavar="STORE")
     merge.add_argument("--out", required=True, type=Path, help="merged store directory")
+    export = subparsers.add_parser("export", help="write a store's pairs as a pairs.csv file")
+    export.add_argument("store", type=Path)
+    export.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    convert = subparsers.add_parser(
+        "convert", help=f"pack a format-1 store (one PNG per patch) into format {FORMAT_VERSION}"
+    )
+    convert.add_argument("store", type=Path)
+    convert.add_argument("--out", required=True, type=Path, help="new store directory")
     return parser
 
 
@@ -259,13 +284,19 @@ def main(argv: list[str] | None = None) -> int:
             from twin_builder.show import render_store
 
             print(render_store(args.store, args.out, args.video, args.windows, args.max_links))
+        elif args.command == "export":
+            rows = export_pairs_csv(open_store(args.store), args.out)
+            print(f"{args.out}: {rows} pairs")
         else:
-            manifest = merge_stores(args.stores, args.out)
+            if args.command == "convert" and open_store(args.store).format_version != 1:
+                raise TwinStoreError(args.store, "is not a format-1 store; there is nothing to convert")
+            stores = args.stores if args.command == "merge" else [args.store]
+            manifest = merge_stores(stores, args.out, progress=True)
             print(
                 f"{args.out}: {manifest['counts']['pairs']} pairs "
-                f"from {manifest['counts']['videos_built']} videos"
+                f"from {manifest['counts']['videos_built']} videos in {manifest['counts']['shards']} shards"
             )
-    except (StoreError, InputDiscoveryError) as error:
+    except (TwinStoreError, InputDiscoveryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -6,17 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from twin_builder.store import read_manifest
-from twin_builder.store_format import ANALYSIS_NAME, VIDEOS_DIR
+from twin_store import TwinStore, TwinStoreError, open_store
 
 HISTOGRAM_BINS = 12
 HISTOGRAM_WIDTH = 40
 
 
-def load_analysis(store: Path, video_id: str) -> dict[str, np.ndarray]:
-    """Loads ``videos/<video_id>/analysis.npz`` of a store as a dict of arrays."""
-    with np.load(store / VIDEOS_DIR / video_id / ANALYSIS_NAME) as arrays:
-        return dict(arrays)
+def load_analysis(store: TwinStore, video_id: str) -> dict[str, np.ndarray]:
+    """A built video's per-window arrays (see ``twin_builder.build``).
+
+    Raises:
+        TwinStoreError: the store kept no analysis for the video.
+    """
+    analysis = store.read_analysis(video_id)
+    if analysis is None:
+        raise TwinStoreError(store.root, f"video {video_id!r} has no analysis arrays")
+    return analysis
 
 
 def twin_and_pair_mi(analysis: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +71,8 @@ def _percent(part: int, whole: int) -> str:
 
 
 def inspect_store(store: Path) -> str:
-    """Summarises a complete store: counts, valid-patch ratio, MI histograms, per-video lines.
+    """Checks a store as training does, and its shards' checksums, then summarises it: counts,
+    valid-patch ratio, MI histograms, per-video lines.
 
     Args:
         store: the store directory.
@@ -75,15 +81,16 @@ def inspect_store(store: Path) -> str:
         The report text.
 
     Raises:
-        StoreError: the store is missing or incomplete.
+        TwinStoreError: the store is invalid (the first problem found).
     """
-    manifest = read_manifest(store)
+    twin_store = open_store(store, verify=True)
+    manifest = twin_store.manifest
     counts = manifest["counts"]
     params = manifest["params"]
     lines = [
-        f"store: {store}",
+        f"store: {twin_store.root}",
         f"format {manifest['format_version']}, builder {manifest['builder']['version']}, "
-        f"selection {manifest['selection']}, complete",
+        f"selection {manifest['selection']}, complete, checked",
         "params: " + " ".join(f"{key}={value}" for key, value in sorted(params.items())),
         f"videos: {counts['videos']} ({counts['videos_built']} built, {counts['videos_skipped']} skipped)",
         f"windows: {counts['windows']}   patches: {counts['patches']}   "
@@ -92,14 +99,14 @@ def inspect_store(store: Path) -> str:
         f"pairs: {counts['pairs']}   patch files: {counts['patch_files']}",
     ]
     twin_mi, pair_mi, per_video = [], [], []
-    for record in manifest["videos"]:
+    for record in twin_store.videos:
         if record["status"] != "built":
             per_video.append(
                 f"  {record['id']:<32} {record['name']:<28} "
                 f"skipped: {record['skip_reason']} ({record['detail']})"
             )
             continue
-        video_twin_mi, video_pair_mi = twin_and_pair_mi(load_analysis(store, record["id"]))
+        video_twin_mi, video_pair_mi = twin_and_pair_mi(load_analysis(twin_store, record["id"]))
         twin_mi.append(video_twin_mi)
         pair_mi.append(video_pair_mi)
         mean_twin = f"{video_twin_mi.mean():.3f}" if len(video_twin_mi) else "-"

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from twin_builder.report import load_analysis
-from twin_builder.store import StoreError, read_manifest
+from twin_store import TwinStoreError, open_store
 
 
 def twin_links(twins: np.ndarray, mi: np.ndarray, max_links: int) -> list[tuple[int, int]]:
@@ -94,18 +94,19 @@ def render_store(
         ``out``.
 
     Raises:
-        StoreError: the store is incomplete, has no built video, or has no video ``video_id``.
+        TwinStoreError: the store is invalid, has no built video, or has no video ``video_id``.
     """
-    manifest = read_manifest(store)
-    built = [record for record in manifest["videos"] if record["status"] == "built"]
+    twin_store = open_store(store)
+    manifest = twin_store.manifest
+    built = [record for record in twin_store.videos if record["status"] == "built"]
     if video_id is not None:
         built = [record for record in built if record["id"] == video_id]
     if not built:
-        raise StoreError(
-            f"{store}: no built video" + (f" with id {video_id!r}" if video_id else "")
+        raise TwinStoreError(
+            twin_store.root, "no built video" + (f" with id {video_id!r}" if video_id else "")
         )
     record = max(built, key=lambda r: r["pairs"])
-    analysis = load_analysis(store, record["id"])
+    analysis = load_analysis(twin_store, record["id"])
     grid = int(manifest["params"]["grid"])
     chosen = choose_windows(analysis, windows)
     processed_width, processed_height = analysis["processed_size"]

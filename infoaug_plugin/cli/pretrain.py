@@ -57,8 +57,10 @@ from solo.methods import METHODS
 from solo.utils.checkpointer import Checkpointer
 from solo.utils.misc import make_contiguous, omegaconf_select
 from torch.utils.data import DataLoader
+from twin_store import TwinStore, open_store
 
 import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in solo's METHODS)
+from infoaug_plugin.config import ConfigError
 from infoaug_plugin.methods import INFOAUG_METHODS
 from infoaug_plugin.cli.common import (
     build_trainer,
@@ -67,14 +69,8 @@ from infoaug_plugin.cli.common import (
     config_path_from_cwd,
     find_resume_checkpoint,
 )
-from infoaug_plugin.data import (
-    PacedTwinLoader,
-    TwinLoader,
-    TwinStore,
-    build_twin_loader,
-    fill_loader_defaults,
-    open_twin_store,
-)
+from infoaug_plugin.data import PacedTwinLoader, TwinLoader, build_twin_loader, fill_loader_defaults
+from infoaug_plugin.data.sampling import check_random_twins
 
 try:
     from nvidia.dali.plugin.pytorch import LastBatchPolicy
@@ -120,7 +116,9 @@ def check_method(cfg: DictConfig) -> None:
 def prepare_twin_store(cfg: DictConfig) -> TwinStore:
     """Completes ``cfg.infoaug`` and validates its twin store, before anything is built.
 
-    The twin batch defaults to ``optimizer.batch_size`` and the twin crop to the main crop size.
+    The node is completed as the method completes it (the twin batch defaults to
+    ``optimizer.batch_size``, the twin crop to the main crop size), so the twin loader, the
+    resumer and the model read the same values.
 
     Args:
         cfg: the parsed config.
@@ -129,19 +127,18 @@ def prepare_twin_store(cfg: DictConfig) -> TwinStore:
         The validated store.
 
     Raises:
-        ValueError: the ``infoaug`` node is missing or has a bad value.
+        ConfigError: the ``infoaug`` node is missing or has a bad value.
         TwinStoreError: the store is unusable (the message names the store and the problem).
     """
     if not isinstance(omegaconf_select(cfg, "infoaug"), DictConfig):
-        raise ValueError(
+        raise ConfigError(
             "infoaug: the config needs an 'infoaug:' node with at least 'twins' (the twin store)"
         )
-    fill_loader_defaults(
-        cfg.infoaug, batch_size=cfg.optimizer.batch_size, image_size=cfg.augmentations[0].crop_size
-    )
-    store = open_twin_store(cfg.infoaug.twins, min_pairs=cfg.infoaug.batch_size)
+    METHODS[cfg.method].add_and_assert_specific_cfg(cfg)
+    fill_loader_defaults(cfg.infoaug)  # and the twin store is required
+    store = open_store(cfg.infoaug.twins, min_pairs=cfg.infoaug.batch_size)
     if cfg.infoaug.selection == "random":
-        store.window_patches()  # refuses a window without a second patch now, not after the build
+        check_random_twins(store)  # refuses a frame without a second patch now, not after the build
     return store
 
 

@@ -1,7 +1,7 @@
 """The DALI twin loader: decoding and augmentation in a DALI pipeline.
 
 One ``external_source`` feeds, per sample, the encoded bytes of the anchor patch, the encoded
-bytes of its twin and the pair id, so the three travel together through the pipeline and can never
+bytes of its twin (slices of the store's memory-mapped shards) and the pair id, so the three travel together through the pipeline and can never
 be misaligned. The source follows the same :class:`EpochPlanner` as the torch loader, as an
 endless stream of epochs: the pipeline prefetches across epoch ends and never stalls on a reset.
 Decoding is ``cpu`` or ``mixed`` (nvJPEG/GPU) and the augmentations are solo-learn's own DALI
@@ -22,7 +22,10 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from omegaconf import DictConfig
 from solo.data.dali_dataloader import build_transform_pipeline_dali
 
-from infoaug_plugin.data.sampling import EpochPlanner, TwinSample
+from twin_store import TwinStoreError
+
+from infoaug_plugin.data.sampling import EpochPlanner, EpochSamples
+from infoaug_plugin.data.torch_loader import decode_patch
 
 _OUTPUTS = ("patches", "twins", "pair_ids")
 
@@ -44,22 +47,26 @@ class EncodedPairSource:
         self.planner = planner
         self.first_epoch = first_epoch
         self._epoch: int | None = None
-        self._samples: list[TwinSample] = []
+        self._samples: EpochSamples | None = None
 
     def __call__(
         self, batch_info: types.BatchInfo
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        epoch_offset, batch = divmod(batch_info.iteration, self.planner.num_batches)
+        samples = self.batch(batch_info.iteration)
+        store = self.planner.store
+        return (
+            [store.read_patch(patch) for patch in samples.anchors],
+            [store.read_patch(patch) for patch in samples.twins],
+            [np.array([pair_id], dtype=np.int64) for pair_id in samples.pair_ids],
+        )
+
+    def batch(self, iteration: int) -> EpochSamples:
+        """The samples of pipeline iteration ``iteration``."""
+        epoch_offset, batch = divmod(iteration, self.planner.num_batches)
         epoch = self.first_epoch + epoch_offset
         if epoch != self._epoch:
             self._epoch, self._samples = epoch, self.planner.samples(epoch)
-        size = self.planner.batch_size
-        samples = self._samples[batch * size : (batch + 1) * size]
-        return (
-            [np.fromfile(sample.anchor_file, dtype=np.uint8) for sample in samples],
-            [np.fromfile(sample.twin_file, dtype=np.uint8) for sample in samples],
-            [np.array([sample.pair_id], dtype=np.int64) for sample in samples],
-        )
+        return self._samples.batch(batch, self.planner.batch_size)
 
 
 @pipeline_def(enable_conditionals=True)
@@ -151,15 +158,32 @@ class DaliTwinLoader:
             # A pass was left unfinished or an epoch was skipped: restart the stream there.
             self._iterator = self._start_stream(epoch)
         for _ in range(len(self)):
-            outputs = next(self._iterator)[0]
+            try:
+                outputs = next(self._iterator)[0]
+            except RuntimeError as error:
+                raise self._decode_error(error) from None
             self._stream_batch += 1
             yield [outputs["pair_ids"].flatten().long(), outputs["patches"], outputs["twins"]]
         self._stream_epoch, self._stream_batch = epoch + 1, 0
 
+    def _decode_error(self, error: RuntimeError) -> Exception:
+        """Names the patch DALI failed on: the first of the failing batch that PIL cannot decode."""
+        samples = self._source.batch(
+            (self._stream_epoch - self._source.first_epoch) * len(self) + self._stream_batch
+        )
+        for pair_id, anchor, twin in zip(samples.pair_ids, samples.anchors, samples.twins):
+            for patch in (anchor, twin):
+                try:
+                    decode_patch(self.planner.store, int(patch), int(pair_id))
+                except TwinStoreError as named:
+                    return named
+        return error
+
     def _start_stream(self, epoch: int) -> DALIGenericIterator:
         self._iterator = None  # let the previous pipeline go before building the next one
+        self._source = EncodedPairSource(self.planner, epoch)
         pipeline: Pipeline = twin_pipeline(
-            EncodedPairSource(self.planner, epoch),
+            self._source,
             build_transform_pipeline_dali(
                 self.dataset, self.augmentations, dali_device=self.dali_device
             ),

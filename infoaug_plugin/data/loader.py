@@ -7,10 +7,10 @@ from typing import Iterator, Protocol
 import torch
 from omegaconf import DictConfig
 from solo.data.pretrain_dataloader import build_transform_pipeline
+from twin_store import TwinStore, open_store
 
 from infoaug_plugin.data.config import augmentation_pipeline, fill_loader_defaults
 from infoaug_plugin.data.sampling import EpochPlanner
-from infoaug_plugin.data.store import TwinStore, open_twin_store
 from infoaug_plugin.data.torch_loader import TorchTwinLoader
 
 # Twin patches come from videos, not from a named data set: solo's pipelines then take
@@ -42,7 +42,7 @@ def build_twin_loader(
     Each pass over the loader is one epoch of this shard (``len(loader)`` batches); passes count
     epochs up from 0 unless ``set_epoch`` says otherwise. A batch is
     ``[pair_ids LongTensor (B,), patches float (B,3,S,S), twins float (B,3,S,S)]`` with
-    ``B = infoaug.batch_size``, ``S = infoaug.image_size`` and pair ids the rows of ``pairs.csv``.
+    ``B = infoaug.batch_size``, ``S = infoaug.image_size`` and pair ids the rows of the store's pair index.
 
     Args:
         infoaug_cfg: the ``infoaug:`` node; loader defaults are filled in place.
@@ -61,7 +61,7 @@ def build_twin_loader(
     """
     fill_loader_defaults(infoaug_cfg)
     if store is None:
-        store = open_twin_store(infoaug_cfg.twins, min_pairs=infoaug_cfg.batch_size * num_shards)
+        store = open_store(infoaug_cfg.twins, min_pairs=infoaug_cfg.batch_size * num_shards)
     planner = EpochPlanner(
         store,
         batch_size=infoaug_cfg.batch_size,

@@ -8,8 +8,8 @@ An epoch: one permutation of all rows (seeded by ``(seed, epoch)``, identical in
 packed, in that order, into ``num_batches`` global batches of ``num_shards * batch_size`` rows;
 process ``shard_id`` takes the ``shard_id``-th ``batch_size`` rows of each; the rows left over
 are not loaded this epoch. With ``selection: random`` each pair's twin is redrawn every epoch among
-the other patches of its window, from one draw per row, so a pair gets the same random twin
-whichever process loads it.
+the other patches of its crop frame, from one draw per row, so a pair gets the same random twin
+whichever process loads it. Everything here is vectorised over the store's memory-mapped index.
 
 Rows of one frame share crops (a patch is the anchor of its own row and the twin of others), so
 two rows of one batch could show the same image, which contrastive MI losses would then push
@@ -25,11 +25,9 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from infoaug_plugin.data.store import TwinStore, TwinStoreError
+from twin_store import TwinStore, TwinStoreError
 
 # A global batch is filled from at most this many times its size in candidate rows (waiting rows
 # first, then fresh ones), which keeps the packing linear in the number of rows.
@@ -37,18 +35,26 @@ LOOKAHEAD = 4
 
 
 @dataclass(frozen=True)
-class TwinSample:
-    """One pair to load.
+class EpochSamples:
+    """The pairs one process loads in an epoch, in loading order (all (n,) int64).
 
     Attributes:
-        pair_id: row index of the pair in ``pairs.csv``.
-        anchor_file: the anchor patch image.
-        twin_file: the twin patch image (the store's, or a random one of the window).
+        pair_ids: pair ids (rows of the store's pair index).
+        anchors: the anchor patch of each pair.
+        twins: its twin patch (the store's, or a random one of its crop frame).
     """
 
-    pair_id: int
-    anchor_file: Path
-    twin_file: Path
+    pair_ids: np.ndarray
+    anchors: np.ndarray
+    twins: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pair_ids)
+
+    def batch(self, index: int, size: int) -> EpochSamples:
+        """Batch ``index`` of ``size`` samples."""
+        rows = slice(index * size, (index + 1) * size)
+        return EpochSamples(self.pair_ids[rows], self.anchors[rows], self.twins[rows])
 
 
 class EpochPlanner:
@@ -70,15 +76,15 @@ class EpochPlanner:
             store: the validated twin store.
             batch_size: twin pairs per batch.
             selection: ``store`` (the store's twins) or ``random`` (a random other patch of the
-                anchor's window).
+                anchor's crop frame).
             seed: base seed of the permutations and random twins.
             shard_id: index of this process among ``num_shards``.
             num_shards: number of processes sharing the store.
 
         Raises:
             ValueError: shard arguments out of range.
-            TwinStoreError: too few pairs for one batch per shard, or a window with a single patch
-                under ``selection: random``.
+            TwinStoreError: too few pairs for one batch per shard, or a crop frame with a single
+                patch under ``selection: random``.
         """
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
@@ -95,67 +101,63 @@ class EpochPlanner:
                 f"{len(store)} pairs cannot give each of {num_shards} process(es) one batch of "
                 f"{batch_size} (infoaug.batch_size)",
             )
-        self.windows = store.window_patches() if selection == "random" else None
-        # Every image file as an integer, so that packing compares ints, not paths.
-        file_ids: dict[Path, int] = {}
+        self.random = selection == "random"
+        if self.random:
+            check_random_twins(store)
 
-        def file_id(path: Path) -> int:
-            return file_ids.setdefault(path, len(file_ids))
-
-        self.anchor_ids = np.array([file_id(pair.anchor_file) for pair in store.pairs])
-        self.store_twin_ids = np.array([file_id(pair.twin_file) for pair in store.pairs])
-        if self.windows is not None:
-            self.window_file_ids = [
-                np.array([file_id(path) for path in files]) for files in self.windows.files
-            ]
-        self.files: list[Path] = list(file_ids)
-
-    def samples(self, epoch: int) -> list[TwinSample]:
+    def samples(self, epoch: int) -> EpochSamples:
         """The samples of this shard for ``epoch``, in loading order, a whole number of batches.
 
         Args:
             epoch: epoch number (any non-negative integer).
 
         Returns:
-            ``num_batches * batch_size`` samples; no image file is in two rows of one batch of
-            any shard (unless the store cannot allow it, see the module docstring).
+            ``num_batches * batch_size`` samples; no patch is in two rows of one batch of any
+            shard (unless the store cannot allow it, see the module docstring).
         """
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.store))
-        twin_ids = self._twin_ids(rng)
+        anchors = np.asarray(self.store.pairs.anchor)
+        twins = self._twins(rng, anchors)
         global_batch = self.num_shards * self.batch_size
         batches = pack_without_repeats(
-            order, self.anchor_ids, twin_ids, global_batch, self.num_batches
+            order, anchors, twins, global_batch, self.num_batches
         ).reshape(self.num_batches, self.num_shards, self.batch_size)
-        if repeats := _batches_with_repeats(batches, self.anchor_ids, twin_ids):
+        if repeats := _batches_with_repeats(batches, anchors, twins):
             warnings.warn(
-                f"twin store {self.store.root}: its images are shared by so many rows that "
+                f"twin store {self.store.root}: its patches are shared by so many rows that "
                 f"{repeats} of {self.num_batches} batches of epoch {epoch} repeat an image",
                 stacklevel=2,
             )
         rows = batches[:, self.shard_id].reshape(-1)
-        pairs = self.store.pairs
-        return [
-            TwinSample(
-                pair_id=int(row),
-                anchor_file=pairs[row].anchor_file,
-                twin_file=self.files[twin_ids[row]],
-            )
-            for row in rows
-        ]
+        return EpochSamples(rows, anchors[rows], twins[rows])
 
-    def _twin_ids(self, rng: np.random.Generator) -> np.ndarray:
-        """Every row's twin file id for this epoch: the store's, or a random one of its window."""
-        if self.windows is None:
-            return self.store_twin_ids
+    def _twins(self, rng: np.random.Generator, anchors: np.ndarray) -> np.ndarray:
+        """Every row's twin patch for this epoch: the store's, or a random one of its crop frame."""
+        if not self.random:
+            return np.asarray(self.store.pairs.twin)
         draws = rng.random(len(self.store))
-        windows = self.windows.window_of_pair
-        sizes = np.array([len(files) for files in self.window_file_ids])[windows]
-        # A slot among the window's other cells: draw in [0, size - 1) and skip the anchor's slot.
-        slots = np.floor(draws * (sizes - 1)).astype(np.int64)
-        slots += slots >= self.windows.anchor_slot
-        return np.array(
-            [self.window_file_ids[window][slot] for window, slot in zip(windows, slots)]
+        first, end = self.store.frame_patches(np.arange(len(self.store)))
+        # A patch among the frame's others: draw in [first, end - 1) and skip the anchor.
+        twins = first + np.floor(draws * (end - first - 1)).astype(np.int64)
+        return twins + (twins >= anchors)
+
+
+def check_random_twins(store: TwinStore) -> None:
+    """Refuses a store where some pair's crop frame has no patch but its anchor (no random twin).
+
+    Raises:
+        TwinStoreError: naming the first such pair.
+    """
+    first, end = store.frame_patches(np.arange(len(store)))
+    single = np.flatnonzero(end - first < 2)
+    if len(single):
+        pair = next(store.rows([int(single[0])]))
+        raise TwinStoreError(
+            store.root,
+            f"pair {pair['pair_id']} (video {pair['video']!r}, window_start "
+            f"{pair['window_start']}, frame {pair['frame']}) has a single patch in its crop "
+            "frame; selection 'random' needs at least two",
         )
 
 

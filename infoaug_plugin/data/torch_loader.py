@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
+import io
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from twin_store import TwinStore, TwinStoreError
 
-from infoaug_plugin.data.sampling import EpochPlanner, TwinSample
+from infoaug_plugin.data.sampling import EpochPlanner, EpochSamples
+
+
+def decode_patch(store: TwinStore, patch: int, pair_id: int) -> Image.Image:
+    """Decodes one patch of a store as an RGB image.
+
+    Raises:
+        TwinStoreError: the patch is not a readable image (names the pair and the patch).
+    """
+    try:
+        with Image.open(io.BytesIO(store.read_patch(patch).tobytes())) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as error:
+        raise TwinStoreError(
+            store.root,
+            f"pair {pair_id}: patch {store.patch_name(patch)} cannot be decoded ({error})",
+        ) from None
 
 
 class TwinPairDataset(Dataset):
-    """Loads and augments the (patch, twin) images of a list of samples."""
+    """Loads and augments the (patch, twin) images of one epoch's samples."""
 
     def __init__(
-        self, samples: Sequence[TwinSample], transform: Callable[[Image.Image], torch.Tensor]
+        self,
+        store: TwinStore,
+        samples: EpochSamples,
+        transform: Callable[[Image.Image], torch.Tensor],
     ):
         """Stores the samples and the augmentation.
 
         Args:
+            store: the twin store the patches are read from.
             samples: the pairs to load, in order.
             transform: solo-learn augmentation pipeline, applied independently to each image.
         """
+        self.store = store
         self.samples = samples
         self.transform = transform
 
@@ -31,12 +53,13 @@ class TwinPairDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        sample = self.samples[index]
-        return sample.pair_id, self._load(sample.anchor_file), self._load(sample.twin_file)
-
-    def _load(self, path: Path) -> torch.Tensor:
-        with Image.open(path) as image:
-            return self.transform(image.convert("RGB"))
+        pair_id = int(self.samples.pair_ids[index])
+        anchor, twin = int(self.samples.anchors[index]), int(self.samples.twins[index])
+        return (
+            pair_id,
+            self.transform(decode_patch(self.store, anchor, pair_id)),
+            self.transform(decode_patch(self.store, twin, pair_id)),
+        )
 
 
 class TorchTwinLoader:
@@ -75,7 +98,7 @@ class TorchTwinLoader:
         """Yields ``[pair_ids (B,), patches (B,3,S,S), twins (B,3,S,S)]`` for one epoch."""
         epoch, self.epoch = self.epoch, self.epoch + 1
         loader = DataLoader(
-            TwinPairDataset(self.planner.samples(epoch), self.transform),
+            TwinPairDataset(self.planner.store, self.planner.samples(epoch), self.transform),
             batch_size=self.planner.batch_size,
             shuffle=False,
             drop_last=True,

