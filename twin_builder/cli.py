@@ -10,6 +10,7 @@ Examples::
     twin-builder show twins --out twins.png
     twin-builder export twins --out pairs.csv               # the pairs, for people and scripts
     twin-builder convert old-twins --out twins              # format 1 (PNG files) to shards
+    twin-builder convert twins --out loose --to 1           # and back to one PNG per patch
 
 Exit status: 0 on success; 1 when nothing could be built or a store is refused; 2 on bad usage.
 """
@@ -26,7 +27,14 @@ from twin_builder.depth import load_depth_provider
 from twin_builder.pipeline import ESTIMATORS, FEATURES, SELECTIONS, BuildParams
 from twin_builder.report import inspect_store
 from twin_builder.video import DEFAULT_CUT_THRESHOLD, InputDiscoveryError
-from twin_store import FORMAT_VERSION, TwinStoreError, export_pairs_csv, merge_stores, open_store
+from twin_store import (
+    FORMAT_VERSION,
+    TwinStoreError,
+    export_pairs_csv,
+    merge_stores,
+    open_store,
+    write_format_1,
+)
 from twin_store.format import DEFAULT_SHARD_BYTES
 
 DEFAULTS = BuildParams()
@@ -263,10 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("store", type=Path)
     export.add_argument("--out", required=True, type=Path, help="CSV file to write")
     convert = subparsers.add_parser(
-        "convert", help=f"pack a format-1 store (one PNG per patch) into format {FORMAT_VERSION}"
+        "convert",
+        help=f"pack a format-1 store (one PNG file per patch) into format {FORMAT_VERSION} shards, "
+        "or unpack one into format 1 (--to 1)",
     )
     convert.add_argument("store", type=Path)
     convert.add_argument("--out", required=True, type=Path, help="new store directory")
+    convert.add_argument(
+        "--to", type=int, choices=(1, FORMAT_VERSION), default=FORMAT_VERSION, help="target format"
+    )
     return parser
 
 
@@ -287,9 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             rows = export_pairs_csv(open_store(args.store), args.out)
             print(f"{args.out}: {rows} pairs")
+        elif args.command == "convert" and args.to == 1:
+            manifest = write_format_1(open_store(args.store), args.out, progress=True)
+            print(f"{args.out}: {manifest['counts']['pairs']} pairs, format 1")
         else:
-            if args.command == "convert" and open_store(args.store).format_version != 1:
-                raise TwinStoreError(args.store, "is not a format-1 store; there is nothing to convert")
+            if args.command == "convert" and open_store(args.store).format_version == args.to:
+                raise TwinStoreError(args.store, f"is a format-{args.to} store already")
             stores = args.stores if args.command == "merge" else [args.store]
             manifest = merge_stores(stores, args.out, progress=True)
             print(

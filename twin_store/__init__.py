@@ -8,7 +8,14 @@ The format is described in :mod:`twin_store.format`.
 
 from twin_store.format import ALL_COLUMNS, FORMAT_VERSION, MANIFEST_NAME, TwinStoreError
 from twin_store.reader import TwinStore, export_pairs_csv, open_store
-from twin_store.writer import StoreWriter, VideoEntry, entry_from_rows, merge_stores, skipped_entry
+from twin_store.writer import (
+    StoreWriter,
+    VideoEntry,
+    entry_from_rows,
+    merge_stores,
+    skipped_entry,
+    write_format_1,
+)
 
 __all__ = [
     "ALL_COLUMNS",
@@ -23,4 +30,5 @@ __all__ = [
     "merge_stores",
     "open_store",
     "skipped_entry",
+    "write_format_1",
 ]

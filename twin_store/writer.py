@@ -12,6 +12,7 @@ skips the committed videos.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -27,15 +28,20 @@ import numpy as np
 from tqdm import tqdm
 
 from twin_store.format import (
+    ALL_COLUMNS,
     ANALYSIS_NAME,
     BUILD_PARAMS_NAME,
     DEFAULT_SHARD_BYTES,
+    FORMAT_1,
     FORMAT_VERSION,
     INDEX_COLUMNS,
     INDEX_DIR,
     MANIFEST_NAME,
+    PAIRS_NAME,
+    PATCHES_DIR,
     SHARDS_DIR,
     VIDEO_INDEX_NAME,
+    VIDEOS_DIR,
     VIDEOS_NAME,
     TwinStoreError,
     group_rows,
@@ -534,7 +540,7 @@ def _video_entry(store: Any, number: int, record: dict[str, Any]) -> VideoEntry:
     local_frame = np.full(len(store.frames.video), -1, dtype=np.int64)
     local_frame[frames] = np.arange(len(frames))
     pairs = np.flatnonzero(np.isin(store.pairs.frame, frames))
-    analysis = store.root / "videos" / record["id"] / ANALYSIS_NAME
+    analysis = store.root / VIDEOS_DIR / record["id"] / ANALYSIS_NAME
     return VideoEntry(
         record=record,
         window_start=store.frames.window_start[frames].astype(np.int64),
@@ -550,3 +556,59 @@ def _video_entry(store: Any, number: int, record: dict[str, Any]) -> VideoEntry:
         pair_mi=store.pairs.mi[pairs].astype(np.float64),
         analysis=analysis.read_bytes() if analysis.is_file() else None,
     )
+
+
+def write_format_1(store: Any, out: Path, progress: bool = False) -> dict[str, Any]:
+    """Writes a store as a format-1 store: one PNG file per patch, ``pairs.csv``, the manifest.
+
+    For tools that want loose files (``twin-builder convert --to 1``); training reads both formats.
+
+    Args:
+        store: an opened store (either format).
+        out: a new directory.
+        progress: show a tqdm bar.
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        TwinStoreError: ``out`` exists and is not empty.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TwinStoreError(out, "exists and is not an empty directory")
+    files = {}
+    for patch in tqdm(range(len(store.patches.row)), desc="patches", unit="patch", disable=not progress):
+        member = store.patch_name(patch).split("/", 2)[-1] if store.shard_paths else None
+        relative = f"{PATCHES_DIR}/{member}" if member else store.patch_name(patch)
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.read_patch(patch).tobytes())
+        files[patch] = relative
+    rows = []
+    for number, row in enumerate(store.rows()):
+        row["anchor_file"] = files[int(store.pairs.anchor[number])]
+        row["twin_file"] = files[int(store.pairs.twin[number])]
+        rows.append(row)
+    with (out / PAIRS_NAME).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=ALL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    for record in store.videos:
+        analysis = store.read_analysis(record["id"]) if record.get("status") == "built" else None
+        if analysis is not None:
+            folder = out / VIDEOS_DIR / record["id"]
+            folder.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(folder / ANALYSIS_NAME, **analysis)
+    counts = {key: value for key, value in store.manifest["counts"].items() if key not in ("frames", "shards")}
+    manifest = {
+        "format_version": FORMAT_1,
+        "complete": True,
+        "builder": store.manifest["builder"],
+        "params": store.manifest["params"],
+        "selection": store.manifest["selection"],
+        "videos": [{k: v for k, v in r.items() if k != "analysis_member"} for r in store.videos],
+        "counts": counts,
+        "run": {**store.manifest.get("run", {}), "converted_from": store.root.name},
+    }
+    write_json_atomic(out / MANIFEST_NAME, manifest)
+    return manifest
