@@ -316,6 +316,8 @@ def pretrain_config(
             "image_size": data.crop_size,
             "selection": selection,
             "bn_stats": bn_stats,
+            # The study augments twins exactly like the views (not with the twin recipe of
+            # infoaug_plugin.config), so InfoAug differs from the base only by its pairs.
             "augmentations": copy.deepcopy(VIEW_AUGMENTATIONS),
         }
     return cfg

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Optional, Sequence
 
@@ -17,10 +16,10 @@ from solo.utils.misc import omegaconf_select
 from solo.utils.momentum import initialize_momentum_params
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from infoaug_plugin.config import fill_infoaug_cfg
 from infoaug_plugin.twin_provider import TwinProvider
 
 TwinBatch = Sequence[torch.Tensor]
-BN_STATS = ("main", "shared")
 
 
 def fresh_head(head: nn.Sequential, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -142,17 +141,9 @@ class InfoAugMixin:
     those of their momentum copies, whose EMA covers parameters only) see nothing but twins, so they
     always track the twin batches.
 
-    Extra cfg settings:
-        infoaug:
-            weight (float): weight of the MI loss, finite and >= 0. Defaults to 1.0.
-            bn_stats (str): ``main`` (the twin forward leaves the shared BatchNorm running
-                statistics alone) or ``shared`` (it updates them). Defaults to ``main``.
-            batch_size (int): twin pairs per step and process. Defaults to optimizer.batch_size.
-            image_size (int): side of the twin crops. Defaults to augmentations[0].crop_size.
-            mi_head (dict): MI head sizes (keys of the subclass's ``mi_head_keys``), each defaulting
-                to the method_kwargs key of the same name.
-            twins, loader, num_workers, selection, augmentations, dali_device: read by the twin
-                loader (``infoaug_plugin.data``).
+    Extra cfg settings: the ``infoaug`` node, declared with its defaults by
+    :class:`~infoaug_plugin.config.InfoAugConfig` (``weight``, ``bn_stats`` and ``mi_head`` are
+    read here, the other keys by the twin loader).
 
     Subclasses set ``base_method`` (solo-learn's name of the base) and ``mi_head_keys``, build their
     MI modules in ``__init__`` after ``super().__init__(cfg)``, name them in ``mi_modules`` (and
@@ -191,55 +182,17 @@ class InfoAugMixin:
             cfg: DictConfig object.
 
         Returns:
-            The same cfg, with ``infoaug.weight``, ``infoaug.bn_stats``, ``infoaug.batch_size``,
-            every ``infoaug.mi_head`` size and (given ``augmentations``) ``infoaug.image_size`` set.
+            The same cfg, its ``infoaug`` node completed by
+            :func:`~infoaug_plugin.config.fill_infoaug_cfg` (every key of
+            :class:`~infoaug_plugin.config.InfoAugConfig`, the MI head sizes of ``mi_head_keys``).
 
         Raises:
-            ValueError: naming the ``infoaug`` key that is invalid.
+            ConfigError: naming the ``infoaug`` key that is unknown or invalid.
         """
         # A classmethod (solo-learn's are staticmethods) so this one definition chains to the
         # add_and_assert_specific_cfg of whichever base class follows the mixin.
         cfg = super(InfoAugMixin, cls).add_and_assert_specific_cfg(cfg)  # type: ignore[misc]
-
-        if omegaconf_select(cfg, "infoaug") is None:
-            cfg.infoaug = {}
-        weight = omegaconf_select(cfg, "infoaug.weight", 1.0)
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not math.isfinite(weight)
-            or weight < 0
-        ):
-            raise ValueError(f"infoaug.weight must be a finite number >= 0, got {weight!r}")
-        cfg.infoaug.weight = float(weight)
-
-        bn_stats = omegaconf_select(cfg, "infoaug.bn_stats", "main")
-        if bn_stats not in BN_STATS:
-            raise ValueError(f"infoaug.bn_stats must be 'main' or 'shared', got {bn_stats!r}")
-        cfg.infoaug.bn_stats = bn_stats
-
-        batch_size = omegaconf_select(cfg, "infoaug.batch_size", cfg.optimizer.batch_size)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"infoaug.batch_size must be an integer >= 1, got {batch_size!r}")
-        cfg.infoaug.batch_size = batch_size
-        # The twin loader sees only the infoaug node, so the contract's default is filled here.
-        if omegaconf_select(cfg, "infoaug.image_size") is None and omegaconf_select(
-            cfg, "augmentations"
-        ):
-            cfg.infoaug.image_size = cfg.augmentations[0].crop_size
-
-        mi_head = omegaconf_select(cfg, "infoaug.mi_head") or {}
-        unknown = sorted(set(mi_head) - set(cls.mi_head_keys))
-        if unknown:
-            raise ValueError(
-                f"infoaug.mi_head: unknown key(s) {unknown} for {cls.__name__}; "
-                f"expected some of {list(cls.mi_head_keys)}"
-            )
-        cfg.infoaug.mi_head = {
-            key: omegaconf_select(cfg, f"infoaug.mi_head.{key}", cfg.method_kwargs[key])
-            for key in cls.mi_head_keys
-        }
-        return cfg
+        return fill_infoaug_cfg(cfg, cls.mi_head_keys)
 
     @property
     def learnable_params(self) -> list[dict]:
