@@ -56,6 +56,12 @@ class ShardAppender:
             path.write_bytes(member)
             self.journal_path.write_bytes(b"")
             committed_end = len(member)
+        else:
+            # Drop a torn last line (a crash while journaling) so the next line starts clean.
+            lines = [json.dumps(entry, sort_keys=True).encode() + b"\n" for entry in read_journal(self.journal_path)]
+            tmp = self.journal_path.with_name(f".{self.journal_path.name}.tmp")
+            tmp.write_bytes(b"".join(lines))
+            os.replace(tmp, self.journal_path)
         self._file = path.open("r+b")
         self._file.truncate(committed_end)
         self._file.seek(committed_end)

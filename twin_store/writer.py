@@ -283,24 +283,31 @@ class StoreWriter:
         return entry.record
 
     def _shard(self) -> ShardAppender:
-        """The shard to append to: the open one, the last one of this store if it has room, or a new one."""
+        """The shard to append to: the open one while it has room, else a new one.
+
+        The first call of a run reopens this store's last shard (cutting off an interrupted
+        commit), and seals it if it is full.
+        """
+        if self._appender is None:
+            self._appender = self._reopen_last_shard()
         if self._appender is not None and self._appender.size < self.shard_bytes:
             return self._appender
         if self._appender is not None:
             self._appender.seal()
         shards = sorted((self.root / SHARDS_DIR).glob("*.tar"))
-        if shards and self._appender is None:
-            last = shards[-1]
-            header = read_header(last)
-            entries = read_journal(last.with_suffix(".log"))
-            end = entries[-1]["end"] if entries else None
-            if header and header.get("store_id") == self.store_id and end and end < self.shard_bytes:
-                self._appender = ShardAppender(last, header, end)
-                return self._appender
         number = int(shards[-1].stem) + 1 if shards else 0
         header = {"store_id": self.store_id, "shard": number}
         self._appender = ShardAppender(self.root / SHARDS_DIR / shard_name(number), header, None)
         return self._appender
+
+    def _reopen_last_shard(self) -> ShardAppender | None:
+        """This store's last shard, cut back to its last commit; None if the last is not ours."""
+        shards = sorted((self.root / SHARDS_DIR).glob("*.tar"))
+        header = read_header(shards[-1]) if shards else None
+        if not header or header.get("store_id") != self.store_id:
+            return None
+        entries = read_journal(shards[-1].with_suffix(".log"))
+        return ShardAppender(shards[-1], header, entries[-1]["end"] if entries else None)
 
     def finish(self, run: Mapping[str, Any], progress: bool = False) -> dict[str, Any]:
         """Writes the index, ``videos.json`` and, last, ``manifest.json`` (complete).
@@ -312,9 +319,11 @@ class StoreWriter:
         Returns:
             The manifest written.
         """
-        if self._appender is not None:
-            self._appender.seal()
-            self._appender = None
+        # Seal the last shard; reopening it first cuts off an interrupted commit left at its end.
+        appender = self._appender or self._reopen_last_shard()
+        if appender is not None:
+            appender.seal()
+        self._appender = None
         journals = self._read_journals()
         shards, owners = [], {}
         for number, (path, entries) in enumerate(journals):
@@ -503,6 +512,8 @@ def merge_stores(stores: Sequence[Path], out: Path, progress: bool = False) -> d
     if not stores:
         raise TwinStoreError(out, "merge: no input store given")
     opened = [open_store(store) for store in stores]
+    for store in opened:
+        store.videos  # validates every video record (ids become tar member names)
     params = opened[0].manifest["params"]
     for store in opened[1:]:
         if store.manifest["params"] != params:

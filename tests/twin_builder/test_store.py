@@ -1,4 +1,4 @@
-"""Store writing: complete stores, interruption and resume, parameter guard, shards and merge."""
+"""Building stores: complete stores, interruption and resume, parameter guard, shards and merge."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from twin_builder.build import Shard, build_store
 from twin_builder.pipeline import BuildParams
-from twin_builder.store import StoreError, TwinStoreWriter, merge_stores, read_manifest
-from twin_builder.store_format import ALL_COLUMNS, MANIFEST_REQUIRED_KEYS, read_pairs_csv
 from twin_builder.video import describe_source
+from twin_store import ALL_COLUMNS, StoreWriter, TwinStoreError, merge_stores, open_store
+from twin_store.format import MANIFEST_REQUIRED_KEYS
+from twin_store.shards import read_journal
 
 
 @pytest.fixture(scope="module")
@@ -27,74 +29,88 @@ def three_clips(synthetic_clip):
     return [synthetic_clip(seed=seed, grid=4, frames=48, cell=24)[0] for seed in (1, 2, 5)]
 
 
-def _record_times(store):
+def _commits(store: Path) -> dict[str, dict]:
+    """The journal line of every committed video, by video id."""
     return {
-        path.parent.name: path.stat().st_mtime_ns
-        for path in (store / "videos").glob("*/video.json")
+        entry["video"]: entry
+        for journal in sorted((store / "shards").glob("*.log"))
+        for entry in read_journal(journal)
     }
 
 
-def test_a_build_writes_a_complete_store_whose_files_all_exist(tmp_path, three_clips, fast_params):
+def _pairs_without_files(store: Path) -> list[dict[str, str]]:
+    """The store's ``pairs.csv`` rows, patch locations left out (they name shard files)."""
+    return [
+        {k: v for k, v in row.items() if not k.endswith("_file")} for row in open_store(store).rows()
+    ]
+
+
+def _patch_bytes(store: Path) -> list[bytes]:
+    twin_store = open_store(store)
+    return [
+        twin_store.read_patch(int(patch)).tobytes()
+        for pair in range(len(twin_store))
+        for patch in (twin_store.pairs.anchor[pair], twin_store.pairs.twin[pair])
+    ]
+
+
+def test_a_build_writes_a_complete_store_of_tar_shards(tmp_path, three_clips, fast_params):
     report = build_store(three_clips, tmp_path / "store", fast_params, progress=False)
-    store = tmp_path / "store"
-    manifest = read_manifest(store)
-    assert set(MANIFEST_REQUIRED_KEYS) <= manifest.keys()
+    twin_store = open_store(tmp_path / "store", verify=True)
+    manifest = twin_store.manifest
+    assert set(MANIFEST_REQUIRED_KEYS) <= manifest.keys() and manifest["format_version"] == 2
     assert manifest["params"] == fast_params.to_dict() and manifest["selection"] == "mi"
-    assert [v["status"] for v in manifest["videos"]] == ["built"] * 3
-    assert all(len(v["sha256"]) == 64 and v["size"] > 0 for v in manifest["videos"])
-    rows = read_pairs_csv(store / "pairs.csv")
-    assert (
-        len(rows)
-        == manifest["counts"]["pairs"]
-        == sum(len(r) for r in [read_pairs_csv(p) for p in (store / "videos").glob("*/pairs.csv")])
-    )
+    assert [v["status"] for v in twin_store.videos] == ["built"] * 3
+    assert all(len(v["sha256"]) == 64 and v["size"] > 0 for v in twin_store.videos)
+    rows = list(twin_store.rows())
+    assert len(rows) == manifest["counts"]["pairs"] == sum(v["pairs"] for v in twin_store.videos)
     assert tuple(rows[0]) == ALL_COLUMNS
     assert len({row["pair_id"] for row in rows}) == len(rows)
-    for row in rows:
-        for column in ("anchor_file", "twin_file"):
-            image = cv2.imread(str(store / row[column]))
-            assert image is not None and image.shape == (16, 16, 3)
+    for patch in range(len(twin_store.patches.row)):
+        image = cv2.imdecode(twin_store.read_patch(patch), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (16, 16, 3)
+    # Shards are plain tar files: every patch is a member, named as its pairs.csv location says.
+    with tarfile.open(tmp_path / "store" / "shards" / "000000.tar") as archive:
+        members = set(archive.getnames())
+    assert {row["anchor_file"].split("/", 2)[2] for row in rows} <= members
     assert report.manifest == manifest
-    with np.load(store / "videos" / rows[0]["video"] / "analysis.npz") as analysis:
-        assert analysis["mi"].shape == (2, 16, 16) and analysis["thumbnails"].shape[0] == 2
-        assert (
-            analysis["textured"].shape
-            == analysis["tracked"].shape
-            == analysis["valid"].shape
-            == (2, 16)
-        )
+    analysis = twin_store.read_analysis(rows[0]["video"])
+    assert analysis["mi"].shape == (2, 16, 16) and analysis["thumbnails"].shape[0] == 2
+    assert analysis["textured"].shape == analysis["tracked"].shape == (2, 16)
 
 
 def test_a_rerun_resumes_without_redoing_finished_videos(tmp_path, three_clips, fast_params):
     store = tmp_path / "store"
     build_store(three_clips[:2], store, fast_params, progress=False)
-    before = _record_times(store)
+    before = _commits(store)
     report = build_store(three_clips, store, fast_params, progress=False)
     assert sorted(report.resumed) == sorted(before)
     assert [r["id"] for r in report.built] == [describe_source(three_clips[2]).video_id]
-    assert {k: v for k, v in _record_times(store).items() if k in before} == before
+    assert {k: v for k, v in _commits(store).items() if k in before} == before
     assert report.manifest["counts"]["videos_built"] == 3
 
 
-def test_leftovers_of_an_interrupted_run_are_redone_and_never_read_as_complete(
+def test_an_interrupted_commit_is_cut_off_redone_and_never_read_as_complete(
     tmp_path, three_clips, fast_params
 ):
     store = tmp_path / "store"
     build_store(three_clips, store, fast_params, progress=False)
-    reference = (store / "pairs.csv").read_bytes()
-    committed = _record_times(store)
-    # Interrupted state: no manifest, a half-written staging dir, a video whose commit never finished.
-    interrupted_id = describe_source(three_clips[1]).video_id
+    reference = _pairs_without_files(store), _patch_bytes(store)
+    # Interrupted state: no manifest, the last video's journal line gone (its members written but
+    # never committed), half a member and a torn journal line after it.
     (store / "manifest.json").unlink()
-    (store / ".staging" / "junk" / "patches").mkdir(parents=True)
-    (store / "videos" / interrupted_id / "video.json").unlink()
-    with pytest.raises(StoreError, match="no manifest.json"):
-        read_manifest(store)
+    journal = store / "shards" / "000000.log"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    interrupted = json.loads(lines[-1])["video"]
+    journal.write_bytes(b"".join(lines[:-1]) + b'{"video": "torn')
+    with (store / "shards" / "000000.tar").open("ab") as shard:
+        shard.write(b"half a member")
+    with pytest.raises(TwinStoreError, match="manifest.json is missing"):
+        open_store(store)
     report = build_store(three_clips, store, fast_params, progress=False)
-    assert [r["id"] for r in report.built] == [interrupted_id]
-    assert not (store / ".staging").exists() or not any((store / ".staging").iterdir())
-    assert (store / "pairs.csv").read_bytes() == reference
-    assert all(_record_times(store)[k] == v for k, v in committed.items() if k != interrupted_id)
+    assert [r["id"] for r in report.built] == [interrupted]
+    assert (_pairs_without_files(store), _patch_bytes(store)) == reference
+    open_store(store, verify=True)
 
 
 def test_a_build_killed_mid_way_resumes(tmp_path, fast_clip, sample_video, fast_params):
@@ -123,69 +139,103 @@ def test_a_build_killed_mid_way_resumes(tmp_path, fast_clip, sample_video, fast_
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not list((store / "videos").glob("a_first-*/video.json")) and time.monotonic() < deadline:
+    while not any(v.startswith("a_first") for v in _commits(store)) and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     if (store / "manifest.json").exists():
         pytest.skip("the build finished before it could be killed")
-    first_done = _record_times(store)
+    first_done = _commits(store)
     assert list(first_done) and all(name.startswith("a_first") for name in first_done)
     report = build_store([inputs], store, fast_params, progress=False)
     assert report.resumed == list(first_done)
     assert [r["name"] for r in report.built] == ["z_slow.mp4"]
-    assert read_manifest(store)["counts"]["videos_built"] == 2
+    assert open_store(store, verify=True).manifest["counts"]["videos_built"] == 2
 
 
 def test_other_parameters_are_refused_with_the_differing_keys(tmp_path, fast_clip, fast_params):
     store = tmp_path / "store"
     build_store([fast_clip], store, fast_params, progress=False)
     other = BuildParams(**{**fast_params.to_dict(), "k": 4})
-    with pytest.raises(StoreError, match=r"other parameters \(k: store 3 vs now 4\)"):
+    with pytest.raises(TwinStoreError, match=r"other parameters \(k: store 3 vs now 4\)"):
         build_store([fast_clip], store, other, progress=False)
+
+
+def test_a_store_with_no_built_video_pins_no_parameters(tmp_path, fast_clip, fast_params):
+    store = tmp_path / "store"
+    too_long = BuildParams(**{**fast_params.to_dict(), "window": 4000})
+    report = build_store([fast_clip], store, too_long, progress=False)
+    assert report.manifest is None and [r["status"] for r in report.skipped] == ["skipped"]
+    report = build_store([fast_clip], store, fast_params, progress=False)
+    assert [r["status"] for r in report.built] == ["built"] and report.manifest is not None
 
 
 def test_a_non_store_directory_is_refused(tmp_path, fast_params):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"x")
-    with pytest.raises(StoreError, match="not empty and not a twin store"):
-        TwinStoreWriter(tmp_path / "photos", fast_params.to_dict())
+    with pytest.raises(TwinStoreError, match="not empty and not a twin store"):
+        StoreWriter(tmp_path / "photos", fast_params.to_dict())
 
 
-def test_same_inputs_and_seed_give_byte_identical_pairs(tmp_path, three_clips, fast_params):
+def test_same_inputs_and_seed_give_identical_pairs(tmp_path, three_clips, fast_params):
     random_params = BuildParams(**{**fast_params.to_dict(), "selection": "random"})
     for name, params in (("mi", fast_params), ("random", random_params)):
         build_store(three_clips, tmp_path / f"{name}1", params, progress=False)
         build_store(three_clips[::-1], tmp_path / f"{name}2", params, workers=2, progress=False)
-        assert (tmp_path / f"{name}1" / "pairs.csv").read_bytes() == (
-            tmp_path / f"{name}2" / "pairs.csv"
-        ).read_bytes()
+        assert list(open_store(tmp_path / f"{name}1").rows()) == list(
+            open_store(tmp_path / f"{name}2").rows()
+        )
+        assert _patch_bytes(tmp_path / f"{name}1") == _patch_bytes(tmp_path / f"{name}2")
     reseeded = BuildParams(**{**random_params.to_dict(), "seed": 1})
     build_store(three_clips, tmp_path / "random3", reseeded, progress=False)
-    assert (tmp_path / "random1" / "pairs.csv").read_bytes() != (
-        tmp_path / "random3" / "pairs.csv"
-    ).read_bytes()
+    assert _pairs_without_files(tmp_path / "random1") != _pairs_without_files(tmp_path / "random3")
+
+
+def test_small_shards_split_a_store_into_several_files(tmp_path, three_clips, fast_params):
+    build_store(three_clips, tmp_path / "one", fast_params, progress=False)
+    build_store(three_clips, tmp_path / "many", fast_params, progress=False, shard_bytes=1)
+    shards = sorted((tmp_path / "many" / "shards").glob("*.tar"))
+    assert len(shards) == 3  # a shard is closed after each video once it holds shard_bytes
+    assert _pairs_without_files(tmp_path / "many") == _pairs_without_files(tmp_path / "one")
+    assert _patch_bytes(tmp_path / "many") == _patch_bytes(tmp_path / "one")
 
 
 def test_shards_split_the_videos_and_merge_into_the_full_store(tmp_path, three_clips, fast_params):
     build_store(three_clips, tmp_path / "full", fast_params, progress=False)
-    shards = [tmp_path / "part0", tmp_path / "part1"]
+    parts = [tmp_path / "part0", tmp_path / "part1"]
     reports = [
         build_store(three_clips, path, fast_params, shard=Shard(i, 2), progress=False)
-        for i, path in enumerate(shards)
+        for i, path in enumerate(parts)
     ]
     built = [sorted(r["id"] for r in report.built) for report in reports]
     assert sorted(built[0] + built[1]) == sorted(
-        v["id"] for v in read_manifest(tmp_path / "full")["videos"]
+        v["id"] for v in open_store(tmp_path / "full").videos
     )
-    present = [path for path in shards if (path / "manifest.json").exists()]
+    present = [path for path in parts if (path / "manifest.json").exists()]
     manifest = merge_stores(present, tmp_path / "merged")
-    assert (tmp_path / "merged" / "pairs.csv").read_bytes() == (
-        tmp_path / "full" / "pairs.csv"
-    ).read_bytes()
-    assert manifest["counts"] == read_manifest(tmp_path / "full")["counts"]
-    rows = read_pairs_csv(tmp_path / "merged" / "pairs.csv")
-    assert all((tmp_path / "merged" / row["anchor_file"]).is_file() for row in rows)
+    assert _pairs_without_files(tmp_path / "merged") == _pairs_without_files(tmp_path / "full")
+    assert _patch_bytes(tmp_path / "merged") == _patch_bytes(tmp_path / "full")
+    full_counts = open_store(tmp_path / "full").manifest["counts"]
+    assert {k: v for k, v in manifest["counts"].items() if k != "shards"} == {
+        k: v for k, v in full_counts.items() if k != "shards"
+    }
+    # Shards are linked, not copied or re-encoded.
+    merged_shards = sorted((tmp_path / "merged" / "shards").glob("*.tar"))
+    assert all(shard.stat().st_nlink == 2 for shard in merged_shards)
+
+
+def test_an_interrupted_merge_resumes_without_linking_twice(tmp_path, three_clips, fast_params):
+    parts = [tmp_path / "part0", tmp_path / "part1"]
+    for i, path in enumerate(parts):
+        build_store(three_clips, path, fast_params, shard=Shard(i, 2), progress=False)
+    present = [path for path in parts if (path / "manifest.json").exists()]
+    merge_stores(present, tmp_path / "merged")
+    (tmp_path / "merged" / "manifest.json").unlink()  # as if killed before the manifest
+    manifest = merge_stores(present, tmp_path / "merged")
+    assert manifest["counts"]["shards"] == len(present)
+    assert len(open_store(tmp_path / "merged", verify=True)) == sum(
+        len(open_store(path)) for path in present
+    )
 
 
 def test_merge_refuses_stores_with_other_parameters(
@@ -198,7 +248,7 @@ def test_merge_refuses_stores_with_other_parameters(
         BuildParams(**{**fast_params.to_dict(), "seed": 9}),
         progress=False,
     )
-    with pytest.raises(StoreError, match="differ: seed"):
+    with pytest.raises(TwinStoreError, match="seed: store 0 vs now 9"):
         merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
 
 
@@ -206,8 +256,23 @@ def test_merge_refuses_an_incomplete_store(tmp_path, fast_clip, fast_params):
     build_store([fast_clip], tmp_path / "a", fast_params, progress=False)
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     (tmp_path / "a" / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
-    with pytest.raises(StoreError, match="not complete"):
+    with pytest.raises(TwinStoreError, match="complete: False"):
         merge_stores([tmp_path / "a"], tmp_path / "merged")
+
+
+def test_merge_never_turns_a_stored_video_id_into_a_path(tmp_path, fast_clip, fast_params):
+    """A crafted ``../../victim`` id is refused before anything is written or deleted."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    store = tmp_path / "deep" / "er" / "a"
+    build_store([fast_clip], store, fast_params, progress=False)
+    records = json.loads((store / "videos.json").read_text())
+    records[0]["id"] = "../../victim"
+    (store / "videos.json").write_text(json.dumps(records))
+    with pytest.raises(TwinStoreError, match="not plain file names: '../../victim'"):
+        merge_stores([store], tmp_path / "deep" / "er" / "merged")
+    assert (victim / "precious.txt").read_text() == "keep me"
 
 
 def test_shard_text_is_validated():
@@ -215,3 +280,4 @@ def test_shard_text_is_validated():
     for text in ("3/3", "1", "a/b", "-1/2"):
         with pytest.raises(ValueError, match="expected i/n"):
             Shard.parse(text)
+
