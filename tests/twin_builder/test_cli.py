@@ -1,15 +1,16 @@
-"""The ``twin-builder`` command line: build (with bad inputs), inspect, show, merge, exit codes."""
+"""The ``twin-builder`` command line: build (with bad inputs), inspect, show, merge, export,
+convert, exit codes."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 
 import cv2
 import pytest
 
 from twin_builder.cli import main
-from twin_builder.store import read_manifest
-from twin_builder.store_format import read_pairs_csv
+from twin_store import open_store
 
 FAST = ["--grid", "4", "--window", "24", "--max-side", "0", "--crop-size", "16", "--quiet"]
 
@@ -43,8 +44,9 @@ def sample_store(tmp_path_factory, sample_video, bad_videos):
 def test_build_processes_the_good_video_and_reports_every_bad_one(sample_store, bad_videos):
     store, status = sample_store
     assert status == 0
-    manifest = read_manifest(store)
-    by_name = {record["name"]: record for record in manifest["videos"]}
+    twin_store = open_store(store)
+    manifest = twin_store.manifest
+    by_name = {record["name"]: record for record in twin_store.videos}
     assert by_name["carphone.mp4"]["status"] == "built" and by_name["carphone.mp4"]["pairs"] > 0
     for reason, path in bad_videos.items():
         assert by_name[path.name]["status"] == "skipped"
@@ -72,16 +74,34 @@ def test_skipped_videos_are_named_with_their_reason_on_stderr(
     assert "skipped corrupt.mp4: corrupt" in error
 
 
-def test_every_file_of_a_real_sample_store_exists_and_decodes(sample_store):
-    store, _ = sample_store
-    rows = read_pairs_csv(store / "pairs.csv")
-    assert rows
-    for row in rows:
-        for column in ("anchor_file", "twin_file"):
-            image = cv2.imread(str(store / row[column]))
-            assert image is not None and image.shape == (64, 64, 3)
+def test_every_patch_of_a_real_sample_store_decodes(sample_store):
+    twin_store = open_store(sample_store[0], verify=True)
+    assert len(twin_store)
+    for patch in range(len(twin_store.patches.row)):
+        image = cv2.imdecode(twin_store.read_patch(patch), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (64, 64, 3)
+    for row in twin_store.rows():
         x0, y0, x1, y1 = map(int, row["anchor_box"].split())
         assert 0 <= x0 < x1 <= 176 and 0 <= y0 < y1 <= 144  # original carphone pixels
+
+
+def test_export_writes_pairs_csv_and_convert_round_trips_formats(sample_store, tmp_path, capsys):
+    store, _ = sample_store
+    assert main(["export", str(store), "--out", str(tmp_path / "pairs.csv")]) == 0
+    with (tmp_path / "pairs.csv").open(newline="") as handle:
+        exported = list(csv.DictReader(handle))
+    assert exported == list(open_store(store).rows())
+    assert main(["convert", str(store), "--out", str(tmp_path / "one"), "--to", "1"]) == 0
+    assert main(["convert", str(tmp_path / "one"), "--out", str(tmp_path / "two")]) == 0
+    loose, packed = open_store(tmp_path / "one"), open_store(tmp_path / "two")
+    assert loose.format_version == 1 and packed.format_version == 2
+    assert all((tmp_path / "one" / row["anchor_file"]).is_file() for row in loose.rows())
+    without_files = [{k: v for k, v in r.items() if not k.endswith("_file")} for r in exported]
+    assert [{k: v for k, v in r.items() if not k.endswith("_file")} for r in packed.rows()] == (
+        without_files
+    )
+    assert main(["convert", str(tmp_path / "two"), "--out", str(tmp_path / "three")]) == 1
+    assert "is a format-2 store already" in capsys.readouterr().err
 
 
 def test_inspect_prints_counts_histogram_and_videos(sample_store, bad_videos, capsys):
@@ -110,11 +130,9 @@ def test_a_frame_folder_builds_and_merge_combines_stores(tmp_path, frame_folder,
         main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")])
         == 0
     )
-    merged = read_manifest(tmp_path / "ab")
+    merged = open_store(tmp_path / "ab").manifest
     assert merged["counts"]["videos_built"] == 2
-    assert merged["counts"]["pairs"] == sum(
-        read_manifest(tmp_path / s)["counts"]["pairs"] for s in "ab"
-    )
+    assert merged["counts"]["pairs"] == sum(len(open_store(tmp_path / s)) for s in "ab")
 
 
 def test_nothing_built_exits_1_and_leaves_no_manifest(tmp_path, bad_videos, capsys):
@@ -154,7 +172,7 @@ def test_a_missing_input_or_store_exits_1_naming_it(tmp_path, capsys):
     assert main(["build", str(tmp_path / "gone.mp4"), "--out", str(tmp_path / "s")]) == 1
     assert "gone.mp4: no such file" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path)]) == 1
-    assert "no manifest.json" in capsys.readouterr().err
+    assert "manifest.json is missing" in capsys.readouterr().err
 
 
 def test_a_depth_provider_named_on_the_command_line_is_used(
@@ -181,7 +199,7 @@ def test_a_depth_provider_named_on_the_command_line_is_used(
         )
         == 0
     )
-    assert read_manifest(store)["params"]["depth_provider"] == "ramp_depth:make"
+    assert open_store(store).manifest["params"]["depth_provider"] == "ramp_depth:make"
 
 
 def test_a_malformed_depth_provider_is_bad_usage(tmp_path, fast_clip, capsys):
@@ -202,8 +220,6 @@ def test_a_malformed_depth_provider_is_bad_usage(tmp_path, fast_clip, capsys):
 
 
 def test_the_plugin_reads_a_built_store(sample_store):
-    store_reader = pytest.importorskip("infoaug_plugin.data.store")
-    store, _ = sample_store
-    twins = store_reader.open_twin_store(store)
-    assert len(twins.pairs) == len(read_pairs_csv(store / "pairs.csv"))
-    twins.window_patches()  # every window offers a random twin too
+    sampling = pytest.importorskip("infoaug_plugin.data.sampling")
+    twins = open_store(sample_store[0])
+    sampling.check_random_twins(twins)  # every crop frame offers a random twin too
