@@ -346,7 +346,7 @@ class StoreWriter:
             "videos": len(records),
             "videos_built": len(built),
             "videos_skipped": len(records) - len(built),
-            **{key: sum(r[key] for r in built) for key in _SUMMED_COUNTS},
+            **{key: sum(r.get(key, 0) for r in built) for key in _SUMMED_COUNTS},
             "pairs": tables.pairs,
             "patch_files": tables.patches,
             "frames": tables.frames,

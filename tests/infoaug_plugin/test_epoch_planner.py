@@ -3,19 +3,20 @@ batch shows one image in two rows, every process agrees on the plan, and rows ar
 
 from __future__ import annotations
 
-import csv
+import io
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from PIL import Image
 
-from infoaug_plugin.data import build_twin_loader, open_twin_store
-from infoaug_plugin.data.sampling import EpochPlanner, TwinSample
+from infoaug_plugin.data import build_twin_loader
+from infoaug_plugin.data.sampling import EpochPlanner
 from twin_builder.cli import main as twin_builder
-from twin_builder.store_format import PAIRS_NAME
 from twin_builder.synthetic import make_twin_video, write_video
+from twin_store import StoreWriter, entry_from_rows, open_store
 
 SELECTIONS = ("store", "random")
 # (batch_size, num_shards): one process, and two whose batches of a step are gathered together.
@@ -40,7 +41,7 @@ def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _planners(store: Path, selection: str, batch_size: int, num_shards: int) -> list[EpochPlanner]:
-    twin_store = open_twin_store(store)
+    twin_store = open_store(store)
     return [
         EpochPlanner(
             twin_store,
@@ -54,19 +55,24 @@ def _planners(store: Path, selection: str, batch_size: int, num_shards: int) -> 
     ]
 
 
-def _global_batches(planners: list[EpochPlanner], epoch: int) -> list[list[TwinSample]]:
-    """The rows of every process for each step of ``epoch``."""
+def _global_batches(planners: list[EpochPlanner], epoch: int) -> list[list[int]]:
+    """The patches (anchors and twins) of every process's rows, for each step of ``epoch``."""
     batch_size = planners[0].batch_size
     per_shard = [planner.samples(epoch) for planner in planners]
     return [
-        [sample for samples in per_shard for sample in samples[step : step + batch_size]]
-        for step in range(0, len(per_shard[0]), batch_size)
+        [
+            int(patch)
+            for samples in per_shard
+            for batch in [samples.batch(step, batch_size)]
+            for patch in np.concatenate([batch.anchors, batch.twins])
+        ]
+        for step in range(planners[0].num_batches)
     ]
 
 
 def test_store_shares_images_between_rows(shared_store: Path) -> None:
-    pairs = open_twin_store(shared_store).pairs
-    uses = Counter([pair.anchor_file for pair in pairs] + [pair.twin_file for pair in pairs])
+    pairs = open_store(shared_store).pairs
+    uses = Counter(np.concatenate([pairs.anchor, pairs.twin]).tolist())
     assert max(uses.values()) >= 3
 
 
@@ -78,11 +84,8 @@ def test_no_step_shows_one_image_in_two_rows(
     planners = _planners(shared_store, selection, batch_size, num_shards)
     with_repeats = []
     for epoch in EPOCHS:
-        for step, batch in enumerate(_global_batches(planners, epoch)):
-            images = Counter(
-                file for sample in batch for file in (sample.anchor_file, sample.twin_file)
-            )
-            if max(images.values()) > 1:
+        for step, patches in enumerate(_global_batches(planners, epoch)):
+            if max(Counter(patches).values()) > 1:
                 with_repeats.append((epoch, step))
     assert with_repeats == []
 
@@ -94,25 +97,31 @@ def test_every_process_gets_its_batches_from_distinct_rows(
 ) -> None:
     planners = _planners(shared_store, selection, batch_size, num_shards)
     for epoch in EPOCHS:
-        rows = [sample.pair_id for planner in planners for sample in planner.samples(epoch)]
+        rows = [int(row) for planner in planners for row in planner.samples(epoch).pair_ids]
         assert len(rows) == len(set(rows)) == num_shards * planners[0].num_batches * batch_size
 
 
 @pytest.mark.parametrize("selection", SELECTIONS)
 def test_plan_depends_on_seed_and_epoch_only(shared_store: Path, selection: str) -> None:
     first, again = (_planners(shared_store, selection, 4, 2)[1] for _ in range(2))
-    assert first.samples(2) == again.samples(2)
-    assert first.samples(2) != first.samples(3)
+
+    def plan(planner: EpochPlanner, epoch: int) -> list[list[int]]:
+        samples = planner.samples(epoch)
+        return [samples.pair_ids.tolist(), samples.anchors.tolist(), samples.twins.tolist()]
+
+    assert plan(first, 2) == plan(again, 2)
+    assert plan(first, 2) != plan(first, 3)
 
 
 def test_random_twins_stay_one_draw_per_row_and_epoch(shared_store: Path) -> None:
     """A row's random twin does not depend on which process loads it or where the packing puts it."""
-    twins: dict[int, Path] = {}
+    twins: dict[int, int] = {}
     for batch_size, num_shards in LAYOUTS:
         for planner in _planners(shared_store, "random", batch_size, num_shards):
-            for sample in planner.samples(1):
-                assert twins.setdefault(sample.pair_id, sample.twin_file) == sample.twin_file
-                assert sample.twin_file != sample.anchor_file
+            samples = planner.samples(1)
+            for pair_id, anchor, twin in zip(samples.pair_ids, samples.anchors, samples.twins):
+                assert twins.setdefault(int(pair_id), int(twin)) == twin
+                assert twin != anchor
 
 
 def test_torch_loader_batches_show_no_image_twice(shared_store: Path) -> None:
@@ -126,30 +135,45 @@ def test_torch_loader_batches_show_no_image_twice(shared_store: Path) -> None:
             "selection": "store",
         }
     )
-    pairs = open_twin_store(shared_store).pairs
+    pairs = open_store(shared_store).pairs
     for pair_ids, _, _ in build_twin_loader(cfg):
-        files = [
-            file
-            for row in pair_ids.tolist()
-            for file in (pairs[row].anchor_file, pairs[row].twin_file)
-        ]
-        assert len(files) == len(set(files))
+        patches = np.concatenate([pairs.anchor[pair_ids.numpy()], pairs.twin[pair_ids.numpy()]])
+        assert len(patches) == len(set(patches.tolist()))
 
 
 def test_store_that_cannot_avoid_repeats_warns_and_still_fills_every_batch(
-    tmp_path: Path, make_twin_store
+    tmp_path: Path,
 ) -> None:
-    store = make_twin_store(tmp_path / "store", n_pairs=16, size=8)
-    with (store / PAIRS_NAME).open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:  # every pair's twin is the same image
-        row["twin_file"] = rows[0]["twin_file"]
-    with (store / PAIRS_NAME).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    store = tmp_path / "store"
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    # One crop frame of a 5 x 5 grid: 16 anchors, all with the top-left patch as their twin.
+    rows = [
+        {
+            "video": "clip-00000000",
+            "window_start": 0,
+            "frame": 0,
+            "anchor_row": cell // 5,
+            "anchor_col": cell % 5,
+            "twin_row": 0,
+            "twin_col": 0,
+            "mi": "0.5",
+            "anchor_file": f"{cell}",
+            "twin_file": "0",
+        }
+        for cell in range(1, 17)
+    ]
+    writer = StoreWriter(store, {"grid": 5, "selection": "mi"})
+    writer.commit(
+        entry_from_rows(
+            {"id": "clip-00000000", "name": "clip.mp4", "status": "built", "pairs": 16},
+            rows,
+            lambda name: png.getvalue(),
+        )
+    )
+    writer.finish({})
     (planner,) = _planners(store, "store", 4, 1)
     with pytest.warns(UserWarning, match="4 of 4 batches of epoch 0 repeat an image"):
         samples = planner.samples(0)
-    assert len({sample.pair_id for sample in samples}) == len(samples) == 16
-    assert np.all([sample.twin_file == samples[0].twin_file for sample in samples])
+    assert len(set(samples.pair_ids.tolist())) == len(samples) == 16
+    assert set(samples.twins.tolist()) == {int(open_store(store).pairs.twin[0])}
