@@ -121,10 +121,10 @@ def write_twin_store(
     return root
 
 
-def copy_format_1_store(root: Path) -> Path:
-    """A writable copy of ``FORMAT_1_STORE`` at ``root``."""
-    shutil.copytree(FORMAT_1_STORE, root)
-    return root
+@pytest.fixture
+def format_1_store(tmp_path: Path) -> Path:
+    """A writable copy of ``FORMAT_1_STORE``."""
+    return Path(shutil.copytree(FORMAT_1_STORE, tmp_path / "format1_store"))
 
 
 @pytest.fixture(scope="session")

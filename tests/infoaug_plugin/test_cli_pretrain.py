@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,7 @@ from PIL import Image
 
 from infoaug_plugin.cli.common import config_path_from_cwd
 from infoaug_plugin.cli.pretrain import pretrain
-from infoaug_plugin.data import TwinStoreError
-from twin_builder.store_format import MANIFEST_NAME, PAIRS_NAME
+from twin_store import MANIFEST_NAME, TwinStoreError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "solo_configs"
 BIN = Path(sys.executable).parent
@@ -183,12 +183,30 @@ def test_pretrain_runs_a_plain_solo_learn_method_as_the_baseline(
     assert list(tmp_path.glob("trained_models/simclr/*/*-ep=1.ckpt"))
 
 
+def test_a_format_1_store_still_trains(
+    tmp_path: Path, image_folder: Path, format_1_store: Path
+) -> None:
+    store = format_1_store
+    pretrained = _run(
+        "infoaug-pretrain",
+        tmp_path,
+        *_pretrain_args("simclr", image_folder, store, crops=1, workdir=tmp_path),
+        "infoaug.loader=torch",
+        "max_epochs=1",
+        "method_kwargs.proj_hidden_dim=32",
+        "method_kwargs.proj_output_dim=16",
+    )
+    assert pretrained.returncode == 0, pretrained.stderr[-3000:]
+    losses = _logged_mi_losses(tmp_path)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+
+
 def test_command_line_refuses_a_bad_store_before_training(
     tmp_path: Path, image_folder: Path, store: Path
 ) -> None:
     broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / PAIRS_NAME).write_text((store / PAIRS_NAME).read_text())
+    shutil.copytree(store, broken)
+    (broken / MANIFEST_NAME).unlink()
     refused = _run(
         "infoaug-pretrain",
         tmp_path,
@@ -201,23 +219,24 @@ def test_command_line_refuses_a_bad_store_before_training(
 
 def _break_store(store: Path, target: Path, problem: str) -> Path:
     """Copies ``store`` to ``target`` with one defect."""
-    import shutil
-
     shutil.copytree(store, target)
     manifest = json.loads((target / MANIFEST_NAME).read_text())
-    rows = list(csv.DictReader((target / PAIRS_NAME).open(newline="")))
-    if problem == "missing file":
-        (target / rows[0]["anchor_file"]).unlink()
-    elif problem == "wrong columns":
-        text = (target / PAIRS_NAME).read_text()
-        (target / PAIRS_NAME).write_text(text.replace("twin_file", "twin_path", 1))
-    elif problem == "empty":
-        (target / PAIRS_NAME).write_text((target / PAIRS_NAME).read_text().splitlines()[0] + "\n")
-        manifest["counts"]["pairs"] = 0
+    shard = target / "shards" / "000000.tar"
+    if problem == "truncated shard":
+        with shard.open("r+b") as handle:
+            handle.truncate(shard.stat().st_size - 2000)
+    elif problem == "missing shard":
+        shard.unlink()
+    elif problem == "index past a shard's end":
+        offsets = np.load(target / "index" / "patches.offset.npy")
+        offsets[-1] = shard.stat().st_size
+        np.save(target / "index" / "patches.offset.npy", offsets)
+    elif problem == "index of the wrong length":
+        np.save(target / "index" / "pairs.twin.npy", np.load(target / "index" / "pairs.twin.npy")[:-1])
     elif problem == "wrong version":
-        manifest["format_version"] = 2
+        manifest["format_version"] = 3
     elif problem == "incomplete manifest":
-        del manifest["videos"]
+        del manifest["counts"]
     (target / MANIFEST_NAME).write_text(json.dumps(manifest))
     return target
 
@@ -225,11 +244,12 @@ def _break_store(store: Path, target: Path, problem: str) -> Path:
 @pytest.mark.parametrize(
     ("problem", "message"),
     [
-        ("missing file", "patch file(s) referenced by pairs.csv do not exist"),
-        ("wrong columns", "pairs.csv is missing column 'twin_file'"),
-        ("empty", "pairs.csv has 0 pairs"),
-        ("wrong version", "manifest.json has format_version 2"),
-        ("incomplete manifest", "manifest.json is missing key 'videos'"),
+        ("truncated shard", "shards/000000.tar is truncated"),
+        ("missing shard", "shards/000000.tar is missing"),
+        ("index past a shard's end", "index/patches.offset.npy row"),
+        ("index of the wrong length", "index/pairs.twin.npy has 15 rows but the pairs table has 16"),
+        ("wrong version", "manifest.json has format_version 3"),
+        ("incomplete manifest", "manifest.json is missing key 'counts'"),
     ],
 )
 def test_bad_store_is_refused_before_the_model_is_built(
