@@ -167,16 +167,17 @@ class DaliTwinLoader:
         self._stream_epoch, self._stream_batch = epoch + 1, 0
 
     def _decode_error(self, error: RuntimeError) -> Exception:
-        """Names the patch DALI failed on: the first of the failing batch that PIL cannot decode."""
-        samples = self._source.batch(
-            (self._stream_epoch - self._source.first_epoch) * len(self) + self._stream_batch
-        )
-        for pair_id, anchor, twin in zip(samples.pair_ids, samples.anchors, samples.twins):
-            for patch in (anchor, twin):
-                try:
-                    decode_patch(self.planner.store, int(patch), int(pair_id))
-                except TwinStoreError as named:
-                    return named
+        """Names the patch DALI failed on: the first one PIL cannot decode either, among the
+        batches the pipeline was preparing (the current one and those prefetched after it)."""
+        current = (self._stream_epoch - self._source.first_epoch) * len(self) + self._stream_batch
+        for iteration in range(current, current + self.prefetch_queue_depth + 1):
+            samples = self._source.batch(iteration)
+            for pair_id, anchor, twin in zip(samples.pair_ids, samples.anchors, samples.twins):
+                for patch in (anchor, twin):
+                    try:
+                        decode_patch(self.planner.store, int(patch), int(pair_id))
+                    except TwinStoreError as named:
+                        return named
         return error
 
     def _start_stream(self, epoch: int) -> DALIGenericIterator:
@@ -199,4 +200,7 @@ class DaliTwinLoader:
         )
         pipeline.build()
         self._stream_epoch, self._stream_batch = epoch, 0
-        return DALIGenericIterator(pipeline, list(_OUTPUTS), size=-1, auto_reset=False)
+        try:  # the iterator runs the first batches at once
+            return DALIGenericIterator(pipeline, list(_OUTPUTS), size=-1, auto_reset=False)
+        except RuntimeError as error:
+            raise self._decode_error(error) from None
