@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from twin_store import open_store
 
 # Tiny heads so that a step of resnet18 on 32x32 images dominates; sizes fit a batch of 4.
 METHOD_KWARGS: dict[str, dict[str, Any]] = {
@@ -115,23 +116,22 @@ class RandomViews(Dataset):
 
 
 class StoreTwins(Dataset):
-    """Twin samples ``(row, patch, twin)`` read straight from a twin store's PNGs."""
+    """Twin samples ``(pair id, patch, twin)`` read straight from a twin store's patches."""
 
     def __init__(self, root: Path):
-        self.root = root
-        with (root / "pairs.csv").open(newline="") as handle:
-            self.rows = list(csv.DictReader(handle))
+        self.store = open_store(root)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.store)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        row = self.rows[index]
-        patch, twin = (self._image(row[key]) for key in ("anchor_file", "twin_file"))
+        pairs = self.store.pairs
+        patch, twin = (self._image(int(p[index])) for p in (pairs.anchor, pairs.twin))
         return index, patch, twin
 
-    def _image(self, relative: str) -> torch.Tensor:
-        pixels = np.asarray(Image.open(self.root / relative).convert("RGB"), dtype=np.float32)
+    def _image(self, patch: int) -> torch.Tensor:
+        image = Image.open(io.BytesIO(self.store.read_patch(patch).tobytes())).convert("RGB")
+        pixels = np.asarray(image, dtype=np.float32)
         return torch.from_numpy(pixels).permute(2, 0, 1) / 127.5 - 1.0
 
 
