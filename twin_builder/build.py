@@ -7,8 +7,12 @@ video, and writes the index and the manifest at the end.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import multiprocessing
+import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -28,6 +32,8 @@ from twin_store.format import DEFAULT_SHARD_BYTES
 # zlib level of the patch PNGs: level 1 writes several times faster than the default 3 and the
 # files of 64 px photo crops are only slightly larger.
 PNG_COMPRESSION = 1
+# prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,17 @@ def _init_worker() -> None:
     # Videos already run in parallel; OpenCV's and numba's own threads would oversubscribe the cores.
     cv2.setNumThreads(1)
     numba.set_num_threads(1)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """Asks Linux to kill this worker when the build process dies (even by SIGKILL), so that no
+    worker keeps decoding videos, or the resource tracker alive, for a build that is gone."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def build_store(

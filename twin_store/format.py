@@ -45,8 +45,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 FORMAT_VERSION = 2
 FORMAT_1 = 1
@@ -193,11 +194,17 @@ def group_rows(
             try:
                 values[column] = int(text) if text not in (None, "") or column != "frame" else 0
             except (TypeError, ValueError):
-                raise ValueError(f"row {number}: column {column!r} must be an integer, got {text!r}")
+                raise ValueError(
+                    f"row {number}: column {column!r} must be an integer, got {text!r}"
+                )
         key = (str(row["video"]), values["window_start"], values["frame"])
         frame = frame_of.setdefault(key, len(frame_of))
         cells.append(
-            (frame, (values["anchor_row"], values["anchor_col"]), (values["twin_row"], values["twin_col"]))
+            (
+                frame,
+                (values["anchor_row"], values["anchor_col"]),
+                (values["twin_row"], values["twin_col"]),
+            )
         )
     patch_keys = sorted({(frame, *cell) for frame, *pair_cells in cells for cell in pair_cells})
     patch_of = {key: number for number, key in enumerate(patch_keys)}

@@ -12,10 +12,11 @@ import csv
 import io
 import json
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,9 @@ class TwinStore:
         if self.patch_files:
             return np.fromfile(self.patch_files[patch], dtype=np.uint8)
         offset = int(self.patches.offset[patch])
-        return self._shards[self.patches.shard[patch]][offset : offset + int(self.patches.size[patch])]
+        return self._shards[self.patches.shard[patch]][
+            offset : offset + int(self.patches.size[patch])
+        ]
 
     def patch_name(self, patch: int) -> str:
         """Where a patch is, for messages and ``pairs.csv``: a file, or ``<shard>/<member>``."""
@@ -170,11 +173,17 @@ class TwinStore:
             frame = int(self.pairs.frame[number])
             anchor, twin = int(self.pairs.anchor[number]), int(self.pairs.twin[number])
             video = self.videos[self.frames.video[frame]]["id"]
-            window_start, frame_number = int(self.frames.window_start[frame]), int(self.frames.frame[frame])
+            window_start, frame_number = int(self.frames.window_start[frame]), int(
+                self.frames.frame[frame]
+            )
             mi = float(self.pairs.mi[number])
             yield {
                 "pair_id": pair_id(
-                    video, window_start, frame_number, int(self.patches.row[anchor]), int(self.patches.col[anchor])
+                    video,
+                    window_start,
+                    frame_number,
+                    int(self.patches.row[anchor]),
+                    int(self.patches.col[anchor]),
                 ),
                 "video": video,
                 "window_start": str(window_start),
@@ -303,14 +312,17 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         )
     if manifest["complete"] is not True:
         raise TwinStoreError(
-            root, f"{MANIFEST_NAME} has complete: {manifest['complete']!r} (the build did not finish)"
+            root,
+            f"{MANIFEST_NAME} has complete: {manifest['complete']!r} (the build did not finish)",
         )
     for key in ("params", "counts"):
         if not isinstance(manifest[key], dict):
             raise TwinStoreError(root, f"{MANIFEST_NAME} key {key!r} must be an object")
     grid = manifest["params"].get("grid")
     if grid is not None and (not isinstance(grid, int) or grid < 1):
-        raise TwinStoreError(root, f"{MANIFEST_NAME} params.grid must be a positive integer, not {grid!r}")
+        raise TwinStoreError(
+            root, f"{MANIFEST_NAME} params.grid must be a positive integer, not {grid!r}"
+        )
     return manifest
 
 
@@ -355,7 +367,9 @@ def _open_format_2(root: Path, manifest: dict[str, Any]) -> TwinStore:
     for entry in shard_entries:
         name = entry.get("name") if isinstance(entry, dict) else None
         if not (isinstance(name, str) and name.endswith(".tar") and is_safe_name(name)):
-            raise TwinStoreError(root, f"{MANIFEST_NAME} lists a shard {name!r} that is not a shard file name")
+            raise TwinStoreError(
+                root, f"{MANIFEST_NAME} lists a shard {name!r} that is not a shard file name"
+            )
         shard = root / SHARDS_DIR / name
         label = f"{SHARDS_DIR}/{name}"
         if not shard.is_file():
@@ -377,7 +391,9 @@ def _open_format_2(root: Path, manifest: dict[str, Any]) -> TwinStore:
         shard_paths.append(shard)
         shard_bytes.append(size)
     columns = {
-        table: {column: _load_column(root, table, column, dtype) for column, dtype in dtypes.items()}
+        table: {
+            column: _load_column(root, table, column, dtype) for column, dtype in dtypes.items()
+        }
         for table, dtypes in INDEX_COLUMNS.items()
     }
     frames = Frames(**columns["frames"])
@@ -406,7 +422,11 @@ def _load_column(root: Path, table: str, column: str, dtype: str) -> np.ndarray:
     except (ValueError, OSError, EOFError) as error:
         raise TwinStoreError(root, f"{label} is not a readable .npy file ({error})") from None
     ndim = 2 if column == "box" else 1
-    if values.dtype != np.dtype(dtype) or values.ndim != ndim or (ndim == 2 and values.shape[1] != 4):
+    if (
+        values.dtype != np.dtype(dtype)
+        or values.ndim != ndim
+        or (ndim == 2 and values.shape[1] != 4)
+    ):
         raise TwinStoreError(
             root,
             f"{label} holds {values.dtype} {values.shape}; expected {dtype} with "
@@ -415,7 +435,9 @@ def _load_column(root: Path, table: str, column: str, dtype: str) -> np.ndarray:
     return values
 
 
-def _check_lengths(root: Path, manifest: dict, frames: Frames, patches: Patches, pairs: Pairs) -> None:
+def _check_lengths(
+    root: Path, manifest: dict, frames: Frames, patches: Patches, pairs: Pairs
+) -> None:
     for table, expected, row_count in (
         ("frames", len(frames.video), lambda name, v: len(v) - (name == "first_patch")),
         ("patches", len(patches.row), lambda name, v: len(v)),
@@ -448,7 +470,9 @@ def _check_values(
 
     videos = manifest["counts"].get("videos", 0)
     if (row := _first_bad((frames.video < 0) | (frames.video >= videos))) is not None:
-        refuse("frames", "video", row, f"video {frames.video[row]} is not one of the {videos} videos")
+        refuse(
+            "frames", "video", row, f"video {frames.video[row]} is not one of the {videos} videos"
+        )
     first = frames.first_patch
     if first[0] != 0 or first[-1] != len(patches.row):
         refuse("frames", "first_patch", 0, f"must start at 0 and end at {len(patches.row)} patches")
@@ -456,9 +480,15 @@ def _check_values(
         refuse("frames", "first_patch", row, "a crop frame must have at least one patch")
     shards = len(shard_bytes)
     if (row := _first_bad((patches.shard < 0) | (patches.shard >= shards))) is not None:
-        refuse("patches", "shard", row, f"shard {patches.shard[row]} is not one of the {shards} shards")
+        refuse(
+            "patches", "shard", row, f"shard {patches.shard[row]} is not one of the {shards} shards"
+        )
     end = patches.offset + patches.size
-    if (row := _first_bad((patches.offset < 0) | (patches.size <= 0) | (end > shard_bytes[patches.shard]))) is not None:
+    if (
+        row := _first_bad(
+            (patches.offset < 0) | (patches.size <= 0) | (end > shard_bytes[patches.shard])
+        )
+    ) is not None:
         refuse(
             "patches",
             "offset",
@@ -470,19 +500,30 @@ def _check_values(
     for column in ("row", "col"):
         cells = getattr(patches, column)
         if grid and (row := _first_bad((cells < 0) | (cells >= grid))) is not None:
-            refuse("patches", column, row, f"grid {column} {cells[row]} is outside the {grid} x {grid} grid")
+            refuse(
+                "patches",
+                column,
+                row,
+                f"grid {column} {cells[row]} is outside the {grid} x {grid} grid",
+            )
     if (row := _first_bad((pairs.frame < 0) | (pairs.frame >= len(frames.video)))) is not None:
         refuse("pairs", "frame", row, f"crop frame {pairs.frame[row]} does not exist")
     lows, highs = first[pairs.frame], first[pairs.frame + 1]
     for column in ("anchor", "twin"):
         ids = getattr(pairs, column)
         if (row := _first_bad((ids < lows) | (ids >= highs))) is not None:
-            refuse("pairs", column, row, f"patch {ids[row]} is not a patch of the pair's crop frame")
+            refuse(
+                "pairs", column, row, f"patch {ids[row]} is not a patch of the pair's crop frame"
+            )
     if (row := _first_bad(pairs.anchor == pairs.twin)) is not None:
         refuse("pairs", "twin", row, "the twin is the anchor itself")
-    unsorted = (np.diff(pairs.frame) < 0) | ((np.diff(pairs.frame) == 0) & (np.diff(pairs.anchor) <= 0))
+    unsorted = (np.diff(pairs.frame) < 0) | (
+        (np.diff(pairs.frame) == 0) & (np.diff(pairs.anchor) <= 0)
+    )
     if (row := _first_bad(unsorted)) is not None:
-        refuse("pairs", "anchor", row + 1, "pairs must be sorted by crop frame and anchor, each once")
+        refuse(
+            "pairs", "anchor", row + 1, "pairs must be sorted by crop frame and anchor, each once"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +541,9 @@ def _open_format_1(root: Path, manifest: dict[str, Any]) -> TwinStore:
     videos = {record["id"]: number for number, record in enumerate(manifest["videos"])}
     unknown = sorted({video for video, _, _ in frame_keys if video not in videos})
     if unknown:
-        raise TwinStoreError(root, f"{PAIRS_NAME} names video(s) not in {MANIFEST_NAME}: {_quoted(unknown)}")
+        raise TwinStoreError(
+            root, f"{PAIRS_NAME} names video(s) not in {MANIFEST_NAME}: {_quoted(unknown)}"
+        )
     files: dict[int, str] = {}
     for number, (row, (_, anchor, twin)) in enumerate(zip(rows, pair_ids)):
         for side, patch in (("anchor", anchor), ("twin", twin)):
@@ -515,13 +558,16 @@ def _open_format_1(root: Path, manifest: dict[str, Any]) -> TwinStore:
                         )
             files.setdefault(patch, row[f"{side}_file"] or "")
         if anchor == twin:
-            raise TwinStoreError(root, f"{PAIRS_NAME} row {number}: the twin is the anchor's own cell")
+            raise TwinStoreError(
+                root, f"{PAIRS_NAME} row {number}: the twin is the anchor's own cell"
+            )
     _check_counts(root, manifest, "pairs", len(rows), PAIRS_NAME)
     seen: dict[str, int] = {}
     for number, row in enumerate(rows):
         if (first := seen.setdefault(row["pair_id"], number)) != number:
             raise TwinStoreError(
-                root, f"{PAIRS_NAME}: pair_id {row['pair_id']!r} appears twice (rows {first} and {number})"
+                root,
+                f"{PAIRS_NAME}: pair_id {row['pair_id']!r} appears twice (rows {first} and {number})",
             )
     patch_files = tuple(_patch_file(root, files[number]) for number in range(len(patch_keys)))
     _check_pngs(root, patch_files)
@@ -568,7 +614,8 @@ def _parse_mi(root: Path, rows: Sequence[dict[str, str]]) -> np.ndarray:
                 values[number] = float(row["mi"])
             except ValueError:
                 raise TwinStoreError(
-                    root, f"{PAIRS_NAME} row {number}: column 'mi' must be a number, got {row['mi']!r}"
+                    root,
+                    f"{PAIRS_NAME} row {number}: column 'mi' must be a number, got {row['mi']!r}",
                 ) from None
     return values
 
@@ -604,7 +651,9 @@ def _read_pairs_csv(root: Path) -> list[dict[str, str]]:
 def _patch_file(root: Path, relative: str) -> Path:
     posix = PurePosixPath(relative)
     if not relative or posix.is_absolute() or ".." in posix.parts:
-        raise TwinStoreError(root, f"{PAIRS_NAME}: patch file {relative!r} must be a path inside the store")
+        raise TwinStoreError(
+            root, f"{PAIRS_NAME}: patch file {relative!r} must be a path inside the store"
+        )
     path = root.joinpath(*posix.parts)
     if path.exists():
         _check_inside(root, path, relative)
@@ -631,11 +680,13 @@ def _check_pngs(root: Path, files: Sequence[Path]) -> None:
             damaged.append(path.relative_to(root).as_posix())
     if missing:
         raise TwinStoreError(
-            root, f"{len(missing)} patch file(s) referenced by {PAIRS_NAME} do not exist: {_quoted(missing)}"
+            root,
+            f"{len(missing)} patch file(s) referenced by {PAIRS_NAME} do not exist: {_quoted(missing)}",
         )
     if damaged:
         raise TwinStoreError(
-            root, f"{len(damaged)} patch file(s) are not whole PNG images (truncated?): {_quoted(damaged)}"
+            root,
+            f"{len(damaged)} patch file(s) are not whole PNG images (truncated?): {_quoted(damaged)}",
         )
 
 

@@ -58,7 +58,10 @@ class ShardAppender:
             committed_end = len(member)
         else:
             # Drop a torn last line (a crash while journaling) so the next line starts clean.
-            lines = [json.dumps(entry, sort_keys=True).encode() + b"\n" for entry in read_journal(self.journal_path)]
+            lines = [
+                json.dumps(entry, sort_keys=True).encode() + b"\n"
+                for entry in read_journal(self.journal_path)
+            ]
             tmp = self.journal_path.with_name(f".{self.journal_path.name}.tmp")
             tmp.write_bytes(b"".join(lines))
             os.replace(tmp, self.journal_path)

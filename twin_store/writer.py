@@ -19,10 +19,11 @@ import os
 import shutil
 import uuid
 import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -149,7 +150,9 @@ def entry_from_rows(
         pair_frame=np.array([frame for frame, _, _ in pairs], dtype=np.int64),
         pair_anchor=np.array([anchor for _, anchor, _ in pairs], dtype=np.int64),
         pair_twin=np.array([twin for _, _, twin in pairs], dtype=np.int64),
-        pair_mi=np.array([float(row["mi"]) if row["mi"] not in ("", None) else np.nan for row in rows]),
+        pair_mi=np.array(
+            [float(row["mi"]) if row["mi"] not in ("", None) else np.nan for row in rows]
+        ),
         analysis=analysis,
     )
 
@@ -222,7 +225,9 @@ class StoreWriter:
     def has_pairs(self) -> bool:
         """Whether a committed video gave pairs (otherwise there is no store to finish)."""
         return any(
-            entry["record"].get("pairs") for _, entries in self._read_journals() for entry in entries
+            entry["record"].get("pairs")
+            for _, entries in self._read_journals()
+            for entry in entries
         )
 
     def begin(self) -> None:
@@ -249,7 +254,9 @@ class StoreWriter:
         if not is_safe_name(video):
             raise TwinStoreError(self.root, f"video id {video!r} must be a plain file name")
         shard = self._shard()
-        offsets, sizes = np.zeros(len(entry.patch_png), np.int64), np.zeros(len(entry.patch_png), np.int64)
+        offsets, sizes = np.zeros(len(entry.patch_png), np.int64), np.zeros(
+            len(entry.patch_png), np.int64
+        )
         for number, png in enumerate(entry.patch_png):
             frame = entry.patch_frame[number]
             name = patch_member(
@@ -337,7 +344,9 @@ class StoreWriter:
         for video in tqdm(sorted(owners), desc="index", unit="video", disable=not progress):
             number, path, entry = owners[video]
             analysis = entry.get("analysis")
-            records.append({**entry["record"], "analysis_member": [number, *analysis] if analysis else None})
+            records.append(
+                {**entry["record"], "analysis_member": [number, *analysis] if analysis else None}
+            )
             if entry["record"]["status"] == "built":
                 tables.add(len(records) - 1, number, _read_member(path, *entry["index"]))
         tables.write(self.root)
@@ -512,8 +521,9 @@ def merge_stores(stores: Sequence[Path], out: Path, progress: bool = False) -> d
     if not stores:
         raise TwinStoreError(out, "merge: no input store given")
     opened = [open_store(store) for store in stores]
-    for store in opened:
-        store.videos  # validates every video record (ids become tar member names)
+    for store in opened:  # reading the records validates them (their ids become member names)
+        if not store.videos:
+            raise TwinStoreError(store.root, "lists no video")
     params = opened[0].manifest["params"]
     for store in opened[1:]:
         if store.manifest["params"] != params:
@@ -530,10 +540,14 @@ def merge_stores(stores: Sequence[Path], out: Path, progress: bool = False) -> d
             link_shards(writer, store.root, [shard["name"] for shard in store.manifest["shards"]])
             continue
         records = [r for r in store.videos if not writer.is_committed(r["id"])]
-        for record in tqdm(records, desc=f"pack {store.root.name}", unit="video", disable=not progress):
+        for record in tqdm(
+            records, desc=f"pack {store.root.name}", unit="video", disable=not progress
+        ):
             number = next(i for i, r in enumerate(store.videos) if r is record)
             writer.commit(_video_entry(store, number, record))
-    run_shards = sorted({s for store in opened for s in store.manifest.get("run", {}).get("shards", [])})
+    run_shards = sorted(
+        {s for store in opened for s in store.manifest.get("run", {}).get("shards", [])}
+    )
     return writer.finish(
         {"merged_from": [store.root.name for store in opened], "shards": run_shards}, progress
     )
@@ -588,7 +602,9 @@ def write_format_1(store: Any, out: Path, progress: bool = False) -> dict[str, A
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TwinStoreError(out, "exists and is not an empty directory")
     files = {}
-    for patch in tqdm(range(len(store.patches.row)), desc="patches", unit="patch", disable=not progress):
+    for patch in tqdm(
+        range(len(store.patches.row)), desc="patches", unit="patch", disable=not progress
+    ):
         member = store.patch_name(patch).split("/", 2)[-1] if store.shard_paths else None
         relative = f"{PATCHES_DIR}/{member}" if member else store.patch_name(patch)
         path = out / relative
@@ -610,7 +626,11 @@ def write_format_1(store: Any, out: Path, progress: bool = False) -> dict[str, A
             folder = out / VIDEOS_DIR / record["id"]
             folder.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(folder / ANALYSIS_NAME, **analysis)
-    counts = {key: value for key, value in store.manifest["counts"].items() if key not in ("frames", "shards")}
+    counts = {
+        key: value
+        for key, value in store.manifest["counts"].items()
+        if key not in ("frames", "shards")
+    }
     manifest = {
         "format_version": FORMAT_1,
         "complete": True,

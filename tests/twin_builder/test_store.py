@@ -41,7 +41,8 @@ def _commits(store: Path) -> dict[str, dict]:
 def _pairs_without_files(store: Path) -> list[dict[str, str]]:
     """The store's ``pairs.csv`` rows, patch locations left out (they name shard files)."""
     return [
-        {k: v for k, v in row.items() if not k.endswith("_file")} for row in open_store(store).rows()
+        {k: v for k, v in row.items() if not k.endswith("_file")}
+        for row in open_store(store).rows()
     ]
 
 
@@ -281,3 +282,40 @@ def test_shard_text_is_validated():
         with pytest.raises(ValueError, match="expected i/n"):
             Shard.parse(text)
 
+
+def _status(pid: int | str) -> dict[str, str]:
+    """``/proc/<pid>/status`` as a dict; empty if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid``."""
+    return [
+        int(path.name)
+        for path in Path("/proc").glob("[0-9]*")
+        if (status := _status(path.name)).get("PPid", "").strip() == str(pid)
+        and not status["State"].startswith("Z")
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_workers_exit_with_a_killed_build(tmp_path, sample_video):
+    videos = [str(sample_video(name)) for name in ("bigbuckbunny.mp4", "bikes.mp4")]
+    out = ["--out", str(tmp_path / "s"), "--workers", "2", "--quiet"]
+    command = [sys.executable, "-m", "twin_builder.cli", "build", *videos, *out]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(process.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)  # two workers and the resource tracker
+    assert len(workers) >= 2
+    time.sleep(1.0)  # let the workers get into their videos
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(_status(pid) and not _status(pid)["State"].startswith("Z") for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the killed build"
+        time.sleep(0.1)

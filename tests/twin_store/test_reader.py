@@ -100,7 +100,9 @@ def test_a_truncated_or_missing_shard_is_refused(store: Path) -> None:
     assert "shards/000000.tar is missing" in _refusal(store)
 
 
-def test_a_shard_from_another_store_is_refused(tmp_path: Path, store: Path, make_twin_store) -> None:
+def test_a_shard_from_another_store_is_refused(
+    tmp_path: Path, store: Path, make_twin_store
+) -> None:
     other = make_twin_store(tmp_path / "other", n_pairs=8, size=8)
     shutil.copyfile(other / "shards" / "000000.tar", store / "shards" / "000000.tar")
     assert "shards/000000.tar comes from another store" in _refusal(store)
@@ -112,7 +114,9 @@ def test_a_damaged_shard_of_the_right_size_fails_its_checksum(store: Path) -> No
     data[700] ^= 0xFF
     shard.write_bytes(bytes(data))
     open_store(store)  # the cheap checks cannot see it ...
-    assert "shards/000000.tar is damaged: CRC-32" in _refusal(store, verify=True)  # ... the CRC does
+    assert "shards/000000.tar is damaged: CRC-32" in _refusal(
+        store, verify=True
+    )  # ... the CRC does
 
 
 @pytest.mark.parametrize(
@@ -123,7 +127,11 @@ def test_a_damaged_shard_of_the_right_size_fails_its_checksum(store: Path) -> No
         ("patches.shard", lambda a: a.__setitem__(2, 5), "shard 5 is not one of the 1 shards"),
         ("patches.row", lambda a: a.__setitem__(1, -5), "grid row -5 is outside the 4 x 4 grid"),
         ("patches.col", lambda a: a.__setitem__(1, 999), "grid col 999 is outside the 4 x 4 grid"),
-        ("pairs.twin", lambda a: a.__setitem__(3, 10**6), "is not a patch of the pair's crop frame"),
+        (
+            "pairs.twin",
+            lambda a: a.__setitem__(3, 10**6),
+            "is not a patch of the pair's crop frame",
+        ),
         ("pairs.frame", lambda a: a.__setitem__(0, -1), "crop frame -1 does not exist"),
         ("frames.video", lambda a: a.__setitem__(0, 7), "video 7 is not one of the 2 videos"),
     ],
@@ -169,7 +177,7 @@ def test_links_out_of_the_store_are_refused(tmp_path: Path, store: Path) -> None
 def test_unsafe_video_ids_are_refused(store: Path) -> None:
     _edit_json(store / "videos.json", lambda records: records[0].update(id="../../etc"))
     with pytest.raises(TwinStoreError, match=r"not plain file names: '../../etc'"):
-        open_store(store).videos
+        len(open_store(store).videos)
 
 
 def test_a_writer_refuses_a_regular_file_as_its_directory(tmp_path: Path) -> None:
@@ -196,7 +204,9 @@ def test_a_patch_that_does_not_decode_is_named_with_its_pair(store: Path, loader
             "dali_device": "cpu",
         }
     )
-    with pytest.raises(TwinStoreError, match=r"pair \d+: patch shards/000000.tar/clip\S+ cannot be decoded"):
+    with pytest.raises(
+        TwinStoreError, match=r"pair \d+: patch shards/000000.tar/clip\S+ cannot be decoded"
+    ):
         for _ in build_twin_loader(cfg):
             pass
 
@@ -231,7 +241,9 @@ def test_a_format_1_pairs_csv_of_binary_garbage_is_refused(format_1_store: Path)
 @pytest.mark.parametrize("value", ["-5", "999"])
 def test_format_1_grid_cells_outside_the_grid_are_refused(format_1_store: Path, value: str) -> None:
     _rewrite_pairs_csv(format_1_store, lambda rows: rows[2].update(twin_col=value))
-    assert f"pairs.csv row 2: twin_col {value} is outside the 4 x 4 grid" in _refusal(format_1_store)
+    assert f"pairs.csv row 2: twin_col {value} is outside the 4 x 4 grid" in _refusal(
+        format_1_store
+    )
 
 
 def test_a_truncated_format_1_patch_is_refused_by_name(format_1_store: Path) -> None:
