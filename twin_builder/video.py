@@ -7,13 +7,21 @@ images sorted by file name); any other folder is scanned recursively for video f
 A video that cannot give a single tracking window raises :class:`VideoInputError`, which names
 the file and carries a machine-readable :class:`SkipReason`; the builder skips such a video and
 lists it in the store manifest.
+
+File names need not be valid UTF-8 (Linux allows any bytes; Python keeps the undecodable ones as
+lone surrogates). OpenCV crashes on such a name, so frames are decoded from bytes read by Python and
+videos are opened through a temporary link with an ASCII name.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +60,8 @@ BRIGHTNESS_SAMPLE_EVERY = 4
 # change by more than STATIC_PIXEL_CHANGE grey levels (compression noise stays below both).
 STATIC_PIXEL_CHANGE = 12
 STATIC_CHANGED_FRACTION = 1e-3
+# The lone surrogates by which Python's file-system decoding keeps bytes that are not UTF-8.
+UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")
 
 
 class SkipReason(str, enum.Enum):
@@ -94,7 +104,8 @@ class VideoSource:
     Attributes:
         path: the video file, or the frame folder.
         is_frame_folder: True when ``path`` is a folder of frames.
-        name: the name shown to users and written to the manifest (the path as given).
+        name: the name shown to users and written to the manifest (the path as given, see
+            :func:`printable_path`).
         size_bytes: file size (sum over frames for a frame folder), 0 when unreadable.
         sha256: hex digest of the content (of the sorted frame names and bytes for a frame folder);
             of the path text when the content cannot be read.
@@ -110,8 +121,12 @@ class VideoSource:
 
     @property
     def video_id(self) -> str:
-        """The id used in the store: ``<stem>-<first 8 hex digits of sha256>``."""
-        return f"{self.path.stem}-{self.sha256[:8]}"
+        """The id used in the store: ``<stem>-<first 8 hex digits of sha256>``.
+
+        Bytes of the stem that are not UTF-8 become ``_`` (the hash keeps the id unique), so the id
+        can be written into text files and file names.
+        """
+        return f"{UNDECODABLE_BYTE.sub('_', self.path.stem)}-{self.sha256[:8]}"
 
 
 @dataclass
@@ -134,12 +149,18 @@ def _hash_files(paths: list[Path], with_names: bool) -> tuple[str, int]:
     size = 0
     for path in paths:
         if with_names:
-            digest.update(path.name.encode() + b"\0")
+            digest.update(os.fsencode(path.name) + b"\0")
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
                 size += len(block)
     return digest.hexdigest(), size
+
+
+def printable_path(path: Path) -> str:
+    """``path`` as text that can be printed and written anywhere: bytes that are not UTF-8 are
+    shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def describe_source(path: Path, name: str | None = None) -> VideoSource:
@@ -158,8 +179,8 @@ def describe_source(path: Path, name: str | None = None) -> VideoSource:
         sha256, size = _hash_files(files, with_names=is_frame_folder)
         readable = True
     except OSError:
-        sha256, size, readable = hashlib.sha256(str(path).encode()).hexdigest(), 0, False
-    return VideoSource(path, is_frame_folder, name or str(path), size, sha256, readable)
+        sha256, size, readable = hashlib.sha256(os.fsencode(path)).hexdigest(), 0, False
+    return VideoSource(path, is_frame_folder, name or printable_path(path), size, sha256, readable)
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -167,7 +188,7 @@ def frame_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
+def discover_inputs(inputs: list[Path], exclude: Sequence[Path] = ()) -> list[VideoSource]:
     """Expands the command-line inputs into video sources, sorted by video id.
 
     Inputs with the same content (the same file given twice, or copies under other names) are
@@ -175,6 +196,8 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
 
     Args:
         inputs: video files, folders of videos (searched recursively) and folders of frames.
+        exclude: folders never read, with everything under them (the store being built, which may
+            lie inside an input folder).
 
     Returns:
         One :class:`VideoSource` per distinct video content.
@@ -182,13 +205,19 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
     Raises:
         InputDiscoveryError: an input does not exist, or a folder holds neither frames nor videos.
     """
+    excluded = [folder.resolve() for folder in exclude]
+
+    def kept(path: Path) -> bool:
+        resolved = path.resolve()
+        return not any(resolved.is_relative_to(folder) for folder in excluded)
+
     sources: list[VideoSource] = []
     for given in inputs:
         if not given.exists():
             raise InputDiscoveryError(f"{given}: no such file or folder")
-        if given.is_file():
-            candidates = [given]
-        elif frame_files(given):
+        if not kept(given):
+            raise InputDiscoveryError(f"{given}: lies inside the output folder, never read")
+        if given.is_file() or frame_files(given):
             candidates = [given]
         else:
             candidates = sorted(
@@ -197,7 +226,7 @@ def discover_inputs(inputs: list[Path]) -> list[VideoSource]:
             candidates += sorted(p for p in given.rglob("*") if p.is_dir() and frame_files(p))
             if not candidates:
                 raise InputDiscoveryError(f"{given}: folder holds no frames and no video files")
-        sources += [describe_source(path) for path in candidates]
+        sources += [describe_source(path) for path in candidates if kept(path)]
     by_content: dict[str, VideoSource] = {}
     for source in sorted(sources, key=lambda s: s.video_id):
         by_content.setdefault(source.sha256, source)
@@ -213,30 +242,53 @@ def _downscale(frame: np.ndarray, max_side: int | None) -> tuple[np.ndarray, flo
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
-def _iter_bgr_frames(source: VideoSource):
+def _read_image(path: Path) -> np.ndarray | None:
+    """Decodes an image file (any file name); None when it is not a decodable image."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
+@contextmanager
+def _opencv_name(path: Path) -> Iterator[str]:
+    """A name under which OpenCV can open ``path``: its own, or a temporary ASCII-named link to it
+    when the name is not valid UTF-8 (OpenCV crashes on such a name)."""
+    if not UNDECODABLE_BYTE.search(str(path)):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="twin-builder-") as folder:
+        link = Path(folder) / f"video{UNDECODABLE_BYTE.sub('_', path.suffix)}"
+        link.symlink_to(path.absolute())
+        yield str(link)
+
+
+def _iter_bgr_frames(source: VideoSource) -> Iterator[np.ndarray]:
     """Yields the BGR frames of a source; raises VideoInputError when nothing can be decoded."""
     if source.is_frame_folder:
         for path in frame_files(source.path):
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            frame = _read_image(path)
             if frame is None:
                 raise VideoInputError(
                     source.path, SkipReason.CORRUPT, f"frame {path.name} does not decode"
                 )
             yield frame
         return
-    capture = cv2.VideoCapture(str(source.path))
-    if not capture.isOpened():
-        raise VideoInputError(
-            source.path, SkipReason.CORRUPT, "OpenCV/FFmpeg cannot open it as a video"
-        )
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        capture.release()
+    with _opencv_name(source.path) as name:
+        capture = cv2.VideoCapture(name)
+        if not capture.isOpened():
+            raise VideoInputError(
+                source.path, SkipReason.CORRUPT, "OpenCV/FFmpeg cannot open it as a video"
+            )
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            capture.release()
 
 
 class VideoReader:

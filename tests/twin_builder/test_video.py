@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -155,3 +156,43 @@ def test_an_mp4_written_by_opencv_decodes(tmp_path):
     frames = make_twin_video(seed=7, grid=4, frames=12, cell=24).frames
     _, decoded, _ = read_all(write_video(frames, tmp_path / "clip.mp4"))
     assert len(decoded) == 12 and decoded[0].shape == (96, 96, 3)
+
+
+def non_utf8(folder, name: bytes):
+    """The path ``folder/name`` for a file name that is not valid UTF-8 (as os.listdir gives it)."""
+    return folder / os.fsdecode(name)
+
+
+def test_a_video_and_frames_named_with_non_utf8_bytes_decode(tmp_path, fast_clip, frame_folder):
+    video = non_utf8(tmp_path, b"clip\xff.avi")
+    shutil.copy(fast_clip, video)
+    frames = non_utf8(tmp_path, b"frames\xfe")
+    shutil.copytree(frame_folder, frames)
+    last = max(frames.iterdir())
+    last.rename(non_utf8(frames, b"\xfd" + os.fsencode(last.name)))  # still sorts last
+    _, decoded, _ = read_all(video)
+    _, expected, _ = read_all(fast_clip)
+    assert len(decoded) == len(expected)
+    np.testing.assert_array_equal(decoded[7], expected[7])
+    _, decoded_frames, _ = read_all(frames)
+    _, expected_frames, _ = read_all(frame_folder)
+    np.testing.assert_array_equal(np.stack(decoded_frames), np.stack(expected_frames))
+    source = describe_source(video)
+    assert source.video_id == f"clip_-{source.sha256[:8]}"  # text-safe: no lone surrogate
+    assert source.name == f"{tmp_path}/clip\\xff.avi"
+    assert describe_source(frames).video_id.encode("utf-8")
+
+
+def test_discovery_never_reads_an_excluded_folder(
+    tmp_path, fast_clip, second_fast_clip, frame_folder
+):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(fast_clip, clips / "a.avi")
+    store = clips / "store"
+    shutil.copytree(frame_folder, store / "patches" / "a-0000")
+    shutil.copy(second_fast_clip, store / "b.avi")
+    assert len(discover_inputs([clips])) == 3
+    assert [s.path.name for s in discover_inputs([clips], exclude=[store])] == ["a.avi"]
+    with pytest.raises(InputDiscoveryError, match="inside the output folder"):
+        discover_inputs([store / "b.avi"], exclude=[store])
