@@ -18,12 +18,14 @@ Exit status: 0 on success; 1 when nothing could be built or a store is refused; 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
 from pathlib import Path
 
 from twin_builder.build import Shard, build_store
 from twin_builder.camera import CameraModel
-from twin_builder.depth import load_depth_provider
+from twin_builder.depth import DepthProviderError, load_depth_provider
 from twin_builder.pipeline import ESTIMATORS, FEATURES, SELECTIONS, BuildParams
 from twin_builder.report import inspect_store
 from twin_builder.video import DEFAULT_CUT_THRESHOLD, InputDiscoveryError
@@ -38,12 +40,38 @@ from twin_store import (
 from twin_store.format import DEFAULT_SHARD_BYTES
 
 DEFAULTS = BuildParams()
+# Model variants of ``--depth midas`` (the entry points of MiDaS's torch.hub repository).
+MIDAS_MODELS = ("MiDaS_small", "DPT_Hybrid", "DPT_Large")
 
 
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
 
 
@@ -85,7 +113,7 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--fb-threshold",
-        type=float,
+        type=_positive_float,
         default=DEFAULTS.fb_threshold,
         help="forward-backward tracking error limit, px (default %(default)s)",
     )
@@ -123,7 +151,9 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         help="mi: twin = patch of highest MI; random: the random-patch baseline (default %(default)s)",
     )
     build.add_argument(
-        "--mi-floor", type=float, help="with --selection mi, keep twins above this MI (nats)"
+        "--mi-floor",
+        type=_finite_float,
+        help="with --selection mi, keep twins above this MI (nats)",
     )
     build.add_argument(
         "--max-side",
@@ -133,7 +163,7 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--cut-threshold",
-        type=float,
+        type=_positive_float,
         default=DEFAULT_CUT_THRESHOLD,
         help="shot cut: mean absolute grey-level change between frames (default %(default)s)",
     )
@@ -158,13 +188,43 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         help="depth provider giving a third motion coordinate (default: 2-D)",
     )
     build.add_argument(
+        "--depth",
+        choices=["midas"],
+        help="built-in depth provider: MiDaS through torch.hub (see --midas-*)",
+    )
+    build.add_argument(
+        "--midas-model",
+        choices=MIDAS_MODELS,
+        help="MiDaS variant, a torch.hub entry point (default MiDaS_small)",
+    )
+    build.add_argument(
+        "--midas-hub",
+        type=Path,
+        metavar="DIR",
+        help="local MiDaS: a clone of isl-org/MiDaS, or a copied torch hub cache holding one "
+        "(default: github intel-isl/MiDaS through torch's hub cache)",
+    )
+    build.add_argument(
+        "--midas-weights",
+        type=Path,
+        metavar="FILE",
+        help="MiDaS weights (state dict) to use instead of the hub's pretrained ones",
+    )
+    build.add_argument(
+        "--depth-device",
+        help="torch device MiDaS runs on, e.g. cpu, cuda, cuda:1 (default: a GPU if any)",
+    )
+    build.add_argument(
         "--workers",
         type=_positive_int,
         default=1,
         help="processes over videos (default %(default)s)",
     )
     build.add_argument(
-        "--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)"
+        "--seed",
+        type=_non_negative_int,
+        default=DEFAULTS.seed,
+        help="random seed (default %(default)s)",
     )
     build.add_argument(
         "--shard", default="0/1", help="build only share i of n of the videos, i/n with 0 <= i < n"
@@ -176,6 +236,35 @@ def _add_build_parser(subparsers: argparse._SubParsersAction) -> None:
         help="close a patch shard file at about this many MiB (default %(default)s)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _depth_provider_spec(args: argparse.Namespace) -> str | None:
+    """The ``module:factory`` of ``--depth`` or ``--depth-provider``.
+
+    Raises:
+        ValueError: both given, or MiDaS options without ``--depth midas``.
+    """
+    midas_options = {
+        "--midas-model": args.midas_model,
+        "--midas-hub": args.midas_hub,
+        "--midas-weights": args.midas_weights,
+        "--depth-device": args.depth_device,
+    }
+    if args.depth is None:
+        given = [flag for flag, value in midas_options.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --depth midas")
+        return args.depth_provider
+    if args.depth_provider:
+        raise ValueError("give --depth or --depth-provider, not both")
+    for flag in ("--midas-hub", "--midas-weights"):
+        path = midas_options[flag]
+        if path is not None and not path.exists():
+            raise ValueError(f"{flag} {path}: no such file or folder")
+    # Imported only here: it imports torch, which no other command needs.
+    from twin_builder.midas import depth_provider_spec
+
+    return depth_provider_spec(args.midas_model or MIDAS_MODELS[0])
 
 
 def _build_params(args: argparse.Namespace) -> BuildParams:
@@ -197,7 +286,7 @@ def _build_params(args: argparse.Namespace) -> BuildParams:
         crops_per_window=args.crops_per_window,
         patch_size=args.patch_size,
         crop_size=args.crop_size,
-        depth_provider=args.depth_provider,
+        depth_provider=_depth_provider_spec(args),
         seed=args.seed,
     )
 
@@ -206,19 +295,32 @@ def _run_build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     try:
         params = _build_params(args)
         shard = Shard.parse(args.shard)
-        if params.depth_provider:
-            load_depth_provider(params.depth_provider)  # fail now, not in every worker
     except ValueError as error:
         parser.error(str(error))
-    report = build_store(
-        args.inputs,
-        args.out,
-        params,
-        args.workers,
-        shard,
-        progress=not args.quiet,
-        shard_bytes=args.shard_mb * 2**20,
-    )
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} is a file, not a store folder", file=sys.stderr)
+        return 1
+    if args.depth == "midas":
+        from twin_builder.midas import midas_environment
+
+        environment = midas_environment(args.midas_hub, args.midas_weights, args.depth_device)
+    else:
+        environment = contextlib.nullcontext()
+    with environment:
+        if params.depth_provider:
+            try:
+                load_depth_provider(params.depth_provider)  # fail now, not in every worker
+            except ValueError as error:
+                parser.error(str(error))
+        report = build_store(
+            args.inputs,
+            args.out,
+            params,
+            args.workers,
+            shard,
+            progress=not args.quiet,
+            shard_bytes=args.shard_mb * 2**20,
+        )
     for record in report.skipped:
         print(
             f"skipped {record['name']}: {record['skip_reason']}: {record['detail']}",
@@ -263,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-links", type=_positive_int, default=12, help="twin pairs drawn per window"
     )
     merge = subparsers.add_parser(
-        "merge", help="combine stores built with the same parameters (shards linked, not re-encoded)"
+        "merge",
+        help="combine stores built with the same parameters (shards linked, not re-encoded)",
     )
     merge.add_argument("stores", nargs="+", type=Path, metavar="STORE")
     merge.add_argument("--out", required=True, type=Path, help="merged store directory")
@@ -312,8 +415,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.out}: {manifest['counts']['pairs']} pairs "
                 f"from {manifest['counts']['videos_built']} videos in {manifest['counts']['shards']} shards"
             )
-    except (TwinStoreError, InputDiscoveryError) as error:
+    except (TwinStoreError, InputDiscoveryError, DepthProviderError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the file system refused: a read-only or full disk, a bad path
+        where = f"{error.filename}: " if error.filename is not None else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,7 +4,9 @@ convert, exit codes."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+from pathlib import Path
 
 import cv2
 import pytest
@@ -223,3 +225,66 @@ def test_the_plugin_reads_a_built_store(sample_store):
     sampling = pytest.importorskip("infoaug_plugin.data.sampling")
     twins = open_store(sample_store[0])
     sampling.check_random_twins(twins)  # every crop frame offers a random twin too
+
+
+def test_a_video_named_with_a_non_utf8_byte_builds_beside_the_others(
+    tmp_path, fast_clip, second_fast_clip, capsys
+):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(fast_clip, inputs / "good.avi")
+    shutil.copy(second_fast_clip, inputs / os.fsdecode(b"caf\xe9.avi"))  # Latin-1, not UTF-8
+    store = tmp_path / "s"
+    assert main(["build", str(inputs), "--out", str(store), *FAST, "--workers", "2"]) == 0
+    videos = open_store(store).videos
+    assert [record["status"] for record in videos] == ["built", "built"]
+    assert all(record["id"].isprintable() for record in videos)
+    assert "2 built now" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--mi-floor", "nan", "expected a finite number, got nan"),
+        ("--mi-floor", "-inf", "expected a finite number, got -inf"),
+        ("--fb-threshold", "nan", "expected a finite number, got nan"),
+        ("--fb-threshold", "-1", "expected a number > 0, got -1"),
+        ("--fb-threshold", "0", "expected a number > 0, got 0"),
+        ("--cut-threshold", "nan", "expected a finite number, got nan"),
+        ("--cut-threshold", "inf", "expected a finite number, got inf"),
+        ("--cut-threshold", "-3", "expected a number > 0, got -3"),
+        ("--seed", "-1", "expected an integer >= 0, got -1"),
+        ("--fb-threshold", "one", "expected a number, got 'one'"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_are_refused_naming_the_flag(
+    tmp_path, fast_clip, flag, value, message, capsys
+):
+    store = tmp_path / "s"
+    with pytest.raises(SystemExit) as caught:
+        main(["build", str(fast_clip), "--out", str(store), *FAST, f"{flag}={value}"])
+    assert caught.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
+    assert not store.exists()
+
+
+def test_an_out_that_is_a_file_is_refused_in_one_line(tmp_path, fast_clip, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("not a store")
+    assert main(["build", str(fast_clip), "--out", str(taken), *FAST]) == 1
+    assert capsys.readouterr().err == f"error: --out {taken} is a file, not a store folder\n"
+    assert taken.read_text() == "not a store"
+    assert main(["build", str(fast_clip), "--out", str(taken / "twins"), *FAST]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and len(error.splitlines()) == 1
+    assert f"{taken / 'twins'}" in error and "Not a directory" in error
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="no sysfs (Linux) here")
+def test_an_out_where_the_file_system_refuses_writing_is_one_line(fast_clip, capsys):
+    # sysfs refuses new folders to every user, root included.
+    out = Path("/sys/kernel/twins")
+    assert main(["build", str(fast_clip), "--out", str(out), *FAST]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and len(error.splitlines()) == 1
+    assert str(out) in error and "not permitted" in error
