@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from twin_builder.depth import load_depth_provider
 from twin_builder.pipeline import BuildParams, VideoOutput, process_video
-from twin_builder.video import VideoInputError, VideoSource, discover_inputs
+from twin_builder.video import VideoInputError, VideoSource, discover_inputs, printable_path
 from twin_store import StoreWriter, VideoEntry, entry_from_rows, skipped_entry
 from twin_store.format import DEFAULT_SHARD_BYTES
 
@@ -92,7 +92,7 @@ def source_record(source: VideoSource) -> dict:
     """The store record of a source before processing (``id``, ``name``, ``size``, ``sha256``)."""
     return {
         "id": source.video_id,
-        "name": source.path.name,
+        "name": printable_path(source.path.name),
         "size": source.size_bytes,
         "sha256": source.sha256,
     }
@@ -219,7 +219,7 @@ def build_store(
         InputDiscoveryError: an input is missing or holds no video.
         TwinStoreError: ``out`` holds a store with other parameters, or cannot be written.
     """
-    sources = [source for source in discover_inputs(inputs) if shard.holds(source)]
+    sources = [s for s in discover_inputs(inputs, exclude=[out]) if shard.holds(s)]
     writer = StoreWriter(out, params.to_dict(), shard_bytes=shard_bytes)
     writer.begin()
     resumed = [s.video_id for s in sources if writer.is_committed(s.video_id)]

@@ -242,6 +242,26 @@ def test_a_video_named_with_a_non_utf8_byte_builds_beside_the_others(
     assert "2 built now" in capsys.readouterr().out
 
 
+def test_the_builder_never_reads_its_own_output_inside_an_input_folder(
+    tmp_path, fast_clip, second_fast_clip, capsys
+):
+    inputs = tmp_path / "clips"
+    inputs.mkdir()
+    shutil.copy(fast_clip, inputs / "a.avi")
+    shutil.copy(second_fast_clip, inputs / "b.avi")
+    store = inputs / "twins"
+    command = ["build", str(inputs), "--out", str(store), *FAST]
+    assert main(command) == 0
+    first = open_store(store)
+    # An image inside the store (here the store's own preview) would make it a frame folder.
+    assert main(["show", str(store), "--out", str(store / "preview.png")]) == 0
+    assert main(command) == 0  # the documented resume: the same command again
+    again = open_store(store)
+    assert sorted(Path(record["name"]).name for record in again.videos) == ["a.avi", "b.avi"]
+    assert again.manifest["counts"] == first.manifest["counts"]
+    assert "0 built now, 2 already done, 0 skipped" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "flag, value, message",
     [
