@@ -102,6 +102,9 @@ class InfoAugConfig:
         augmentations: the twin crops' augmentations; a partial node keeps the other defaults.
         mi_head: MI head sizes; the keys are the method's (``mi_head_keys``), each defaulting to
             the ``method_kwargs`` key of the same name.
+        store_manifest_sha256: the twin store's identity, the SHA-256 of its ``manifest.json``;
+            ``infoaug-pretrain`` records it (a given value must match the store), so runs on a
+            rebuilt store never resume each other.
     """
 
     twins: str | None = None
@@ -115,6 +118,7 @@ class InfoAugConfig:
     selection: str = "store"
     augmentations: TwinAugmentations = field(default_factory=TwinAugmentations)
     mi_head: dict[str, int] = field(default_factory=dict)
+    store_manifest_sha256: str | None = None
 
 
 STANDALONE_SIZE = 64

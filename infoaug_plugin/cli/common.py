@@ -33,8 +33,9 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers.wandb import WandbLogger
 from lightning.pytorch.strategies.ddp import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
-from solo.utils.auto_resumer import AutoResumer
 from solo.utils.misc import omegaconf_select
+
+from infoaug_plugin.resume import InfoAugAutoResumer
 
 
 def config_path_from_cwd(argv: list[str]) -> list[str]:
@@ -88,29 +89,29 @@ def check_knn_eval(cfg: DictConfig) -> None:
 
 
 def find_resume_checkpoint(cfg: DictConfig, checkpoint_dir: str) -> tuple[str | None, str | None]:
-    """The checkpoint to resume from: ``resume_from_checkpoint``, or AutoResumer's match.
+    """The checkpoint to resume from: ``resume_from_checkpoint``, or the auto-resumer's match.
 
-    AutoResumer compares only solo-learn's keys (method, data set, optimiser, ...), not
-    ``infoaug:``; the shipped configs keep it off.
+    With ``auto_resume.enabled`` (the shipped YAMLs' default, as solo-learn's) and no explicit
+    checkpoint, :class:`~infoaug_plugin.resume.InfoAugAutoResumer` picks the newest complete
+    checkpoint of a recent run with the same solo-learn keys and the same ``infoaug:`` node.
 
     Args:
         cfg: the parsed config (``resume_from_checkpoint`` is removed once read).
-        checkpoint_dir: where AutoResumer looks.
+        checkpoint_dir: where the auto-resumer looks.
 
     Returns:
         ``(checkpoint path or None, wandb run id or None)``.
     """
     if cfg.auto_resume.enabled and cfg.resume_from_checkpoint is None:
-        auto_resumer = AutoResumer(
+        auto_resumer = InfoAugAutoResumer(
             checkpoint_dir=checkpoint_dir, max_hours=cfg.auto_resume.max_hours
         )
         resume_from_checkpoint, wandb_run_id = auto_resumer.find_checkpoint(cfg)
-        if resume_from_checkpoint is not None:
-            print(
-                "Resuming from previous checkpoint that matches specifications:",
-                f"'{resume_from_checkpoint}'",
-            )
-        return resume_from_checkpoint, wandb_run_id
+        if resume_from_checkpoint is None:
+            return None, None
+        print("Resuming from previous checkpoint that matches specifications:", end=" ")
+        print(f"'{resume_from_checkpoint}'")
+        return str(resume_from_checkpoint), wandb_run_id
     ckpt_path = cfg.resume_from_checkpoint
     del cfg.resume_from_checkpoint
     return ckpt_path, None

@@ -61,7 +61,8 @@ from twin_store import TwinStore, open_store
 
 import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in solo's METHODS)
 from infoaug_plugin.config import ConfigError
-from infoaug_plugin.methods import INFOAUG_METHODS
+from infoaug_plugin.methods import INFOAUG_METHODS, method_class
+from infoaug_plugin.resume import ResumeState, record_store_identity
 from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
@@ -336,8 +337,9 @@ def twin_loader_for(cfg: DictConfig, store: TwinStore, trainer: Trainer) -> Twin
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    """solo-learn's Checkpointer and AutoUMAP callbacks, as configured."""
-    callbacks = []
+    """solo-learn's Checkpointer and AutoUMAP callbacks, as configured, and the state that a
+    resumed run needs besides Lightning's (:class:`~infoaug_plugin.resume.ResumeState`)."""
+    callbacks: list = [ResumeState()]
     if cfg.checkpoint.enabled:
         callbacks.append(
             Checkpointer(
@@ -376,9 +378,11 @@ def pretrain(cfg: DictConfig) -> Trainer:
     check_method(cfg)
     check_knn_eval(cfg)
     twin_store = prepare_twin_store(cfg) if cfg.method in INFOAUG_METHODS else None
+    if twin_store is not None:
+        record_store_identity(cfg)
 
     seed_everything(cfg.seed)
-    model = METHODS[cfg.method](cfg)
+    model = method_class(cfg.method)(cfg)
     make_contiguous(model)
     # can provide up to ~20% speed up
     if not cfg.performance.disable_channel_last:

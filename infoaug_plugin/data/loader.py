@@ -103,13 +103,16 @@ def build_twin_loader(
 class PacedTwinLoader:
     """A twin loader paced to the main loader: ``num_batches`` twin batches per pass.
 
-    The twin passes run back to back across the main epochs (each a new twin epoch), so the main
+    The twin passes run back to back across the main epochs (twin epochs 0, 1, ...), so the main
     data sets the epoch length, and with it solo-learn's lr and momentum schedules, whatever the
     size of the store; no twin batch is skipped.
+
+    Where it stands (the twin epoch and the batches served from it) is its ``state_dict``, which
+    checkpoints carry, so a resumed run continues with the twin batch that would have come next.
     """
 
     def __init__(self, loader: TwinLoader, num_batches: int):
-        """Wraps ``loader``.
+        """Wraps ``loader``; the first batch is batch 0 of twin epoch 0.
 
         Args:
             loader: the twin loader.
@@ -117,7 +120,9 @@ class PacedTwinLoader:
         """
         self.loader = loader
         self.num_batches = num_batches
-        self._twin_pass: Iterator[list[torch.Tensor]] = iter(())
+        self.twin_epoch = 0
+        self.position = 0
+        self._twin_pass: Iterator[list[torch.Tensor]] | None = None
 
     def __len__(self) -> int:
         return self.num_batches
@@ -125,8 +130,35 @@ class PacedTwinLoader:
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         """Yields the next ``num_batches`` twin batches."""
         for _ in range(self.num_batches):
+            if self._twin_pass is None:
+                self._start_pass(self.twin_epoch, skip=self.position)
             batch = next(self._twin_pass, None)
             if batch is None:
-                self._twin_pass = iter(self.loader)
+                self._start_pass(self.twin_epoch + 1, skip=0)
                 batch = next(self._twin_pass)
+            self.position += 1
             yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the twin stream stands: ``twin_epoch`` and the batches served from it,
+        ``position`` (batches handed out, whether or not the trainer used them all)."""
+        return {"twin_epoch": self.twin_epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Moves the stream to batch ``position`` of ``twin_epoch``, at once.
+
+        The loaders draw an epoch's batches in order, so the ``position`` batches before are
+        loaded and dropped here; with a torch loader on ``num_workers: 0`` this consumes random
+        draws that the caller may then restore.
+
+        Args:
+            state: a :meth:`state_dict`.
+        """
+        self._start_pass(int(state["twin_epoch"]), skip=int(state["position"]))
+
+    def _start_pass(self, epoch: int, skip: int) -> None:
+        self.loader.set_epoch(epoch)
+        self._twin_pass = iter(self.loader)
+        for _ in range(skip):
+            next(self._twin_pass)
+        self.twin_epoch, self.position = epoch, skip

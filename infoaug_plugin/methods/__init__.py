@@ -12,7 +12,7 @@ from infoaug_plugin.methods.mixin import InfoAugMixin
 from infoaug_plugin.methods.mocov2plus import InfoAugMoCoV2Plus
 from infoaug_plugin.methods.mocov3 import InfoAugMoCoV3
 from infoaug_plugin.methods.simclr import InfoAugSimCLR
-from infoaug_plugin.methods.swav import InfoAugSwAV
+from infoaug_plugin.methods.swav import InfoAugSwAV, ResumableSwAV
 from infoaug_plugin.methods.vicreg import InfoAugVICReg
 
 INFOAUG_METHODS: dict[str, type[BaseMethod]] = {
@@ -25,6 +25,23 @@ INFOAUG_METHODS: dict[str, type[BaseMethod]] = {
     "infoaug_barlow_twins": InfoAugBarlowTwins,
     "infoaug_dino": InfoAugDINO,
 }
+
+# solo-learn methods that the plugin's commands build as a subclass that resumes correctly (the
+# InfoAug class of the base derives from the same subclass), so a base run and its InfoAug run
+# differ only by the MI branch.
+RESUMABLE_BASES: dict[str, type[BaseMethod]] = {"swav": ResumableSwAV}
+
+
+def method_class(name: str) -> type[BaseMethod]:
+    """The class that ``infoaug-pretrain`` builds for a method name of solo's ``METHODS``.
+
+    Args:
+        name: an ``infoaug_<base>`` or solo-learn method name.
+
+    Returns:
+        The resumable subclass of a base that has one, else the registered class.
+    """
+    return RESUMABLE_BASES.get(name, METHODS[name])
 
 
 def infoaug_method(base: str) -> type[BaseMethod]:
@@ -69,6 +86,9 @@ __all__ = [
     "InfoAugSimCLR",
     "InfoAugSwAV",
     "InfoAugVICReg",
+    "RESUMABLE_BASES",
+    "ResumableSwAV",
     "infoaug_method",
+    "method_class",
     "register",
 ]

@@ -25,15 +25,41 @@ def fresh_prototypes(in_dim: int, num_prototypes: int) -> nn.Module:
     return prototypes
 
 
-class InfoAugSwAV(InfoAugMixin, SwAV):
+class ResumableSwAV(SwAV):
+    """solo-learn's SwAV (https://arxiv.org/abs/2006.09882), resumable from its own checkpoints.
+
+    SwAV registers its ``queue`` of past projections at train start, sized for the world size, so
+    a module built for resuming has no ``queue`` to load the checkpoint's into (strict loading
+    fails), and the queue would restart from zeros. Here the checkpoint's queue is loaded and kept
+    when training starts with the same per-process size. Under DDP each process then starts from
+    the queue of the process that saved the checkpoint (rank 0).
+    """
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Gives ``queue`` the stored shape, so that the checkpoint's queue is loaded."""
+        super().on_load_checkpoint(checkpoint)
+        stored = checkpoint["state_dict"].get("queue")
+        if stored is not None:
+            self.register_buffer("queue", torch.zeros_like(stored, device=self.device))
+
+    def on_train_start(self) -> None:
+        """Registers SwAV's queue for this world size, with the restored rows if they fit."""
+        restored = self._buffers.get("queue")
+        super().on_train_start()
+        if restored is not None and self.queue_size > 0 and restored.shape == self.queue.shape:
+            # SwAV registered a new tensor: DDP broadcasts only the buffers it wrapped, and each
+            # process's queue must stay its own.
+            self.queue.copy_(restored)
+
+
+class InfoAugSwAV(InfoAugMixin, ResumableSwAV):
     """InfoAug (twin patches with high motion mutual information as extra positives) on SwAV
     (https://arxiv.org/abs/2006.09882).
 
     The MI head has its own prototypes ``mi_prototypes`` (frozen for the same first
     ``freeze_prototypes_epochs`` epochs as SwAV's) and its own queue ``mi_queue`` of past patch and
     twin projections, used from ``epoch_queue_starts`` on; the Sinkhorn-Knopp solver is SwAV's.
-    Resuming also works for solo-learn's own SwAV ``queue``, which cannot be restored (it is
-    registered at train start and refilled from zeros), so it is dropped from the checkpoint.
+    Both queues are restored on resume (:class:`ResumableSwAV`).
 
     Extra cfg settings (besides SwAV's method_kwargs and InfoAugMixin's ``infoaug`` keys):
         infoaug:
@@ -62,10 +88,9 @@ class InfoAugSwAV(InfoAugMixin, SwAV):
         self.register_buffer("mi_queue", torch.zeros(2, 0, sizes.proj_output_dim))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drops SwAV's unrestorable ``queue`` and gives ``mi_queue`` the stored shape."""
+        """Gives ``mi_queue`` (and SwAV's ``queue``) the stored shape."""
         super().on_load_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
-        state.pop("queue", None)
         if "mi_queue" in state:
             self.mi_queue = torch.zeros(state["mi_queue"].shape, device=self.mi_queue.device)
 

@@ -67,7 +67,7 @@ def test_pretrain_yaml_composes_and_builds_its_model(path: Path, tmp_path: Path)
     for key, value in TINY_HEADS.items():
         if key in cfg.method_kwargs:
             cfg.method_kwargs[key] = value
-    assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is False
+    assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is True
     assert (
         "crop_size" not in cfg.infoaug.augmentations
     )  # twin augmentations: one pipeline, no crops
@@ -90,7 +90,7 @@ def test_linear_yaml_composes_and_builds_its_backbone(path: Path, tmp_path: Path
             "pretrained_feature_extractor=x.ckpt",
         ],
     )
-    assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is False
+    assert cfg.wandb.enabled is False and cfg.auto_resume.enabled is True
     cfg = parse_linear_cfg(cfg)
     assert f"infoaug_{cfg.pretrain_method}" == path.stem
     assert build_backbone(cfg) is not None
