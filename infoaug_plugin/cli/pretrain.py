@@ -63,6 +63,7 @@ import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in so
 from infoaug_plugin.config import ConfigError
 from infoaug_plugin.methods import INFOAUG_METHODS, method_class
 from infoaug_plugin.resume import ResumeState, record_store_identity
+from infoaug_plugin.twin_examples import TwinExamples
 from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
@@ -337,9 +338,11 @@ def twin_loader_for(cfg: DictConfig, store: TwinStore, trainer: Trainer) -> Twin
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    """solo-learn's Checkpointer and AutoUMAP callbacks, as configured, and the state that a
-    resumed run needs besides Lightning's (:class:`~infoaug_plugin.resume.ResumeState`)."""
-    callbacks: list = [ResumeState()]
+    """solo-learn's Checkpointer and AutoUMAP callbacks, as configured, the state that a resumed
+    run needs besides Lightning's (:class:`~infoaug_plugin.resume.ResumeState`) and, with a logger,
+    the grid of each epoch's first (patch | twin) pairs
+    (:class:`~infoaug_plugin.twin_examples.TwinExamples`)."""
+    callbacks: list = [ResumeState(), TwinExamples()]
     if cfg.checkpoint.enabled:
         callbacks.append(
             Checkpointer(
