@@ -18,8 +18,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import queue
 import re
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +62,8 @@ BRIGHTNESS_SAMPLE_EVERY = 4
 # change by more than STATIC_PIXEL_CHANGE grey levels (compression noise stays below both).
 STATIC_PIXEL_CHANGE = 12
 STATIC_CHANGED_FRACTION = 1e-3
+# Frames decoded ahead of the analysis in a thread (a 1280 x 720 frame is 2.7 MB).
+DECODE_AHEAD = 8
 # The lone surrogates by which Python's file-system decoding keeps bytes that are not UTF-8.
 UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")
 
@@ -291,6 +295,60 @@ def _iter_bgr_frames(source: VideoSource) -> Iterator[np.ndarray]:
             capture.release()
 
 
+def decode_ahead(frames: Iterator[np.ndarray], depth: int = DECODE_AHEAD) -> Iterator[np.ndarray]:
+    """Runs ``frames`` in a thread, up to ``depth`` frames ahead of the consumer.
+
+    OpenCV's decoding and the tracking and MI kernels release the GIL, so the next frames are
+    decoded while the current window is analysed; the frames and their order are unchanged.
+    An exception of ``frames`` is raised here, where the frame it stopped at would have come.
+
+    Args:
+        frames: the frame iterator (run in the thread).
+        depth: most frames decoded ahead (memory: ``depth`` decoded frames).
+
+    Yields:
+        The frames of ``frames``, in order.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                while not stop.is_set():
+                    try:
+                        ready.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: object = end
+        except BaseException as error:  # handed to the consumer, raised there
+            item = error
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="decode-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
 class VideoReader:
     """Decodes a video once, front to back, and hands out its tracking windows as soon as their
     frames are in, keeping only the frames a pending window still needs (memory stays at about one
@@ -348,7 +406,7 @@ class VideoReader:
                 source.path, SkipReason.EMPTY, "no content (0 bytes or no frames)"
             )
         previous = None
-        for bgr in _iter_bgr_frames(source):
+        for bgr in decode_ahead(_iter_bgr_frames(source)):
             size = (bgr.shape[1], bgr.shape[0])
             if self.original_size is None:
                 self.original_size = size

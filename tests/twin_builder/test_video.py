@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from twin_builder.video import (
     SkipReason,
     VideoInputError,
     VideoReader,
+    decode_ahead,
     describe_source,
     discover_inputs,
 )
@@ -196,3 +199,33 @@ def test_discovery_never_reads_an_excluded_folder(
     assert [s.path.name for s in discover_inputs([clips], exclude=[store])] == ["a.avi"]
     with pytest.raises(InputDiscoveryError, match="inside the output folder"):
         discover_inputs([store / "b.avi"], exclude=[store])
+
+
+def test_decode_ahead_keeps_frames_in_order_and_raises_where_decoding_stopped():
+    def frames():
+        for index in range(20):
+            yield np.full((2, 2), index, dtype=np.uint8)
+        raise VideoInputError(Path("clip.mp4"), SkipReason.CORRUPT, "frame 20 does not decode")
+
+    seen = []
+    with pytest.raises(VideoInputError, match="frame 20 does not decode"):
+        for frame in decode_ahead(frames(), depth=3):
+            seen.append(int(frame[0, 0]))
+    assert seen == list(range(20))
+
+
+def test_decode_ahead_stops_its_thread_and_closes_the_source_when_left_early():
+    closed = []
+
+    def frames():
+        try:
+            for index in range(1000):
+                yield np.full((2, 2), index % 256, dtype=np.uint8)
+        finally:
+            closed.append(True)
+
+    stream = decode_ahead(frames(), depth=2)
+    assert int(next(stream)[0, 0]) == 0
+    stream.close()
+    assert closed == [True]
+    assert not any(thread.name == "decode-ahead" for thread in threading.enumerate())
