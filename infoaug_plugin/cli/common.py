@@ -22,9 +22,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import sys
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -35,7 +39,16 @@ from lightning.pytorch.strategies.ddp import DDPStrategy
 from omegaconf import DictConfig, OmegaConf
 from solo.utils.misc import omegaconf_select
 
+from infoaug_plugin.config import ConfigError
 from infoaug_plugin.resume import InfoAugAutoResumer
+
+# solo-learn reads (and, missing, downloads) these data sets in torchvision's layout: the folder
+# that torchvision unpacks below data.train_path / data.val_path.
+TORCHVISION_FOLDERS = {
+    "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python",
+    "stl10": "stl10_binary",
+}
 
 
 def config_path_from_cwd(argv: list[str]) -> list[str]:
@@ -67,6 +80,94 @@ def config_path_from_cwd(argv: list[str]) -> list[str]:
     return resolved
 
 
+def check_data_paths(cfg: DictConfig) -> None:
+    """Refuses image-folder paths that hold nothing, before solo-learn reads (or scans) them.
+
+    Torchvision data sets (CIFAR, STL-10) are left to :func:`data_errors`: solo-learn downloads a
+    missing one.
+
+    Args:
+        cfg: the config (before or after solo-learn's ``parse_cfg``).
+
+    Raises:
+        ConfigError: naming the key, the path and what it should hold.
+    """
+    if cfg.data.dataset in TORCHVISION_FOLDERS:
+        return
+    no_labels = bool(cfg.data.get("no_labels", False))
+    for key in ("train_path", "val_path"):
+        path = cfg.data.get(key)
+        if path is None or (key == "val_path" and no_labels):
+            continue
+        layout = (
+            "the images themselves (data.no_labels)"
+            if no_labels
+            else "one sub-folder of images per class"
+        )
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ConfigError(f"data.{key}: {folder} is not a folder; it must hold {layout}")
+        if not any(folder.iterdir()):
+            raise ConfigError(f"data.{key}: {folder} is empty; it must hold {layout}")
+
+
+@contextlib.contextmanager
+def data_errors(cfg: DictConfig) -> Iterator[None]:
+    """Turns the failure to read or download a missing torchvision data set into one line.
+
+    Args:
+        cfg: the parsed config.
+
+    Yields:
+        Nothing; the data loaders are built inside the block.
+
+    Raises:
+        ConfigError: a data set below ``data.train_path`` / ``data.val_path`` is missing and
+            could not be read or downloaded; the message names the path and the ways to get it.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        folder = TORCHVISION_FOLDERS.get(cfg.data.dataset)
+        missing = [
+            (key, Path(cfg.data[key]))
+            for key in ("train_path", "val_path")
+            if folder
+            and cfg.data.get(key) is not None
+            and not (Path(cfg.data[key]) / folder).is_dir()
+        ]
+        if not missing:
+            raise
+        key, path = missing[0]
+        raise ConfigError(
+            f"data.{key}: {cfg.data.dataset} is not in {path} ({folder}/) and could not be "
+            f"downloaded there ({' '.join(str(error).split())}); unpack the official archive "
+            f"into {path}, or run once with network access (solo-learn downloads it)"
+        ) from None
+
+
+def run_reporting_errors(command: str, task: Callable[[], Any], *errors: type[Exception]) -> None:
+    """Runs ``task``; a refused input (``errors``) ends the command with one line on stderr.
+
+    As Hydra does for its own errors, the full trace is kept for ``HYDRA_FULL_ERROR=1``.
+
+    Args:
+        command: the command's name, the line's prefix.
+        task: the command's work.
+        *errors: the exceptions that report a bad input (their message names it).
+
+    Raises:
+        SystemExit: with status 2 after a refused input.
+    """
+    try:
+        task()
+    except errors as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def check_knn_eval(cfg: DictConfig) -> None:
     """Refuses ``knn_eval.enabled`` where solo-learn's kNN metric cannot be built.
 
@@ -76,13 +177,13 @@ def check_knn_eval(cfg: DictConfig) -> None:
         cfg: the parsed config.
 
     Raises:
-        ValueError: kNN evaluation is on and torchmetrics is 0.12 or newer.
+        ConfigError: kNN evaluation is on and torchmetrics is 0.12 or newer.
     """
     if not omegaconf_select(cfg, "knn_eval.enabled", False):
         return
     major, minor = (int(part) for part in version("torchmetrics").split(".")[:2])
     if (major, minor) >= (0, 12):
-        raise ValueError(
+        raise ConfigError(
             f"knn_eval.enabled: solo-learn's kNN metric needs torchmetrics < 0.12 (installed: "
             f"{version('torchmetrics')}); set knn_eval.enabled=False or install solo-learn's pin"
         )

@@ -53,9 +53,13 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
+    check_data_paths,
     config_path_from_cwd,
+    data_errors,
     find_resume_checkpoint,
+    run_reporting_errors,
 )
+from infoaug_plugin.config import ConfigError
 
 try:
     from solo.data.dali_dataloader import ClassificationDALIDataModule
@@ -95,11 +99,11 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
         ckpt_path: a solo-learn / InfoAug checkpoint.
 
     Raises:
-        ValueError: the path has no checkpoint suffix, or the checkpoint holds no weight the
+        ConfigError: the path has no checkpoint suffix, or the checkpoint holds no weight the
             backbone expects.
     """
     if not str(ckpt_path).endswith(CHECKPOINT_SUFFIXES):
-        raise ValueError(
+        raise ConfigError(
             f"pretrained_feature_extractor: {ckpt_path!r} must end with one of {CHECKPOINT_SUFFIXES}"
         )
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -114,7 +118,7 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
         del state[key]
     missing, _ = backbone.load_state_dict(state, strict=False)
     if len(missing) == len(backbone.state_dict()):
-        raise ValueError(
+        raise ConfigError(
             f"pretrained_feature_extractor: {ckpt_path} has no weight of the {type(backbone).__name__} backbone"
         )
     if missing:
@@ -160,6 +164,7 @@ def linear(cfg: DictConfig) -> Trainer:
         The trainer after ``fit``.
     """
     OmegaConf.set_struct(cfg, False)
+    check_data_paths(cfg)  # solo's parse_cfg already scans data.train_path
     cfg = parse_cfg(cfg)
 
     backbone = build_backbone(cfg)
@@ -171,22 +176,23 @@ def linear(cfg: DictConfig) -> Trainer:
     if not cfg.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
 
-    train_loader, val_loader = prepare_data(
-        cfg.data.dataset,
-        train_data_path=cfg.data.train_path,
-        val_data_path=cfg.data.val_path,
-        data_format="image_folder" if cfg.data.format == "dali" else cfg.data.format,
-        batch_size=cfg.optimizer.batch_size,
-        num_workers=cfg.data.num_workers,
-        auto_augment=cfg.auto_augment,
-    )
+    with data_errors(cfg):
+        train_loader, val_loader = prepare_data(
+            cfg.data.dataset,
+            train_data_path=cfg.data.train_path,
+            val_data_path=cfg.data.val_path,
+            data_format="image_folder" if cfg.data.format == "dali" else cfg.data.format,
+            batch_size=cfg.optimizer.batch_size,
+            num_workers=cfg.data.num_workers,
+            auto_augment=cfg.auto_augment,
+        )
     if cfg.data.format == "dali":
         if not _dali_available:
-            raise ValueError(
+            raise ConfigError(
                 "data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'"
             )
         if cfg.auto_augment:
-            raise ValueError("auto_augment: not supported with data.format: dali")
+            raise ConfigError("auto_augment: not supported with data.format: dali")
         dali_datamodule = ClassificationDALIDataModule(
             dataset=cfg.data.dataset,
             train_data_path=cfg.data.train_path,
@@ -224,8 +230,8 @@ def linear(cfg: DictConfig) -> Trainer:
 
 @hydra.main(version_base="1.2", config_path=None)
 def hydra_main(cfg: DictConfig) -> None:
-    """Hydra task of ``infoaug-linear``."""
-    linear(cfg)
+    """Hydra task of ``infoaug-linear``: a refused input ends it with one line."""
+    run_reporting_errors("infoaug-linear", lambda: linear(cfg), ConfigError)
 
 
 def main() -> None:

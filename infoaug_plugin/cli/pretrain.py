@@ -57,7 +57,7 @@ from solo.methods import METHODS
 from solo.utils.checkpointer import Checkpointer
 from solo.utils.misc import make_contiguous, omegaconf_select
 from torch.utils.data import DataLoader
-from twin_store import TwinStore, open_store
+from twin_store import TwinStore, TwinStoreError, open_store
 
 import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in solo's METHODS)
 from infoaug_plugin.config import ConfigError
@@ -67,9 +67,12 @@ from infoaug_plugin.twin_examples import TwinExamples
 from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
+    check_data_paths,
     check_knn_eval,
     config_path_from_cwd,
+    data_errors,
     find_resume_checkpoint,
+    run_reporting_errors,
 )
 from infoaug_plugin.data import PacedTwinLoader, TwinLoader, build_twin_loader, fill_loader_defaults
 from infoaug_plugin.data.sampling import check_random_twins
@@ -102,15 +105,15 @@ def check_method(cfg: DictConfig) -> None:
         cfg: the parsed config.
 
     Raises:
-        ValueError: naming the method and the available ones, or the number of large crops.
+        ConfigError: naming the method and the available ones, or the number of large crops.
     """
     if cfg.method not in METHODS:
-        raise ValueError(
+        raise ConfigError(
             f"method: {cfg.method!r} is unknown; choose from {', '.join(sorted(METHODS))}"
         )
     # solo-learn's main_pretrain.py rule: only WMSE and MAE train on other than two large crops.
     if cfg.data.num_large_crops != 2 and cfg.method not in ("wmse", "mae"):
-        raise ValueError(
+        raise ConfigError(
             f"augmentations: {cfg.method} needs 2 large crops, got {cfg.data.num_large_crops}"
         )
 
@@ -288,7 +291,7 @@ def build_dali_datamodule(cfg: DictConfig, twin_loader_factory=None) -> InfoAugD
         The data module (its ``val_dataloader`` is set by the caller).
     """
     if not _dali_available:
-        raise ValueError(
+        raise ConfigError(
             "data.format: dali needs NVIDIA DALI; install it with pip install 'infoaug[dali]'"
         )
     pipelines = [
@@ -354,7 +357,7 @@ def build_callbacks(cfg: DictConfig) -> list:
         )
     if omegaconf_select(cfg, "auto_umap.enabled", False):
         if not _umap_available:
-            raise ValueError(
+            raise ConfigError(
                 "auto_umap.enabled: UMAP is not available; install solo-learn's [umap] extra"
             )
         callbacks.append(
@@ -377,6 +380,7 @@ def pretrain(cfg: DictConfig) -> Trainer:
         The trainer after ``fit``.
     """
     OmegaConf.set_struct(cfg, False)
+    check_data_paths(cfg)  # solo's parse_cfg already scans data.train_path
     cfg = parse_cfg(cfg)
     check_method(cfg)
     check_knn_eval(cfg)
@@ -391,7 +395,8 @@ def pretrain(cfg: DictConfig) -> Trainer:
     if not cfg.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
 
-    val_loader = build_val_loader(cfg)
+    with data_errors(cfg):
+        val_loader = build_val_loader(cfg)
     if cfg.data.format == "dali":
         twin_loader_factory = (
             None
@@ -401,7 +406,8 @@ def pretrain(cfg: DictConfig) -> Trainer:
         datamodule = build_dali_datamodule(cfg, twin_loader_factory)
         datamodule.val_dataloader = lambda: val_loader
     else:
-        train_loader = build_train_loader(cfg)
+        with data_errors(cfg):
+            train_loader = build_train_loader(cfg)
 
     ckpt_path, wandb_run_id = find_resume_checkpoint(
         cfg, os.path.join(cfg.checkpoint.dir, cfg.method)
@@ -428,8 +434,8 @@ def pretrain(cfg: DictConfig) -> Trainer:
 
 @hydra.main(version_base="1.2", config_path=None)
 def hydra_main(cfg: DictConfig) -> None:
-    """Hydra task of ``infoaug-pretrain``."""
-    pretrain(cfg)
+    """Hydra task of ``infoaug-pretrain``: a refused input ends it with one line."""
+    run_reporting_errors("infoaug-pretrain", lambda: pretrain(cfg), ConfigError, TwinStoreError)
 
 
 def main() -> None:

@@ -51,6 +51,18 @@ class DatasetError(ValueError):
     """A data directory or file that cannot be used; the message names it and the problem."""
 
 
+_FASHION_WAYS = (
+    "get it with 'apt-get install dataset-fashion-mnist' (Debian, into "
+    f"{DEBIAN_FASHION_MNIST}), or pass --data-dir FOLDER holding its four IDX files, or leave "
+    "--data-dir out on a machine with network access (torchvision downloads it)"
+)
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (torchvision's span several)."""
+    return " ".join(str(error).split())
+
+
 @dataclass(frozen=True)
 class LabelledImages:
     """One split of an in-memory image set.
@@ -161,7 +173,7 @@ def read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarr
     if None in paths:
         raise DatasetError(
             f"{data_dir}: no Fashion-MNIST {split} files (expected {image_stem}[.gz] and "
-            f"{label_stem}[.gz], as in Debian's dataset-fashion-mnist)"
+            f"{label_stem}[.gz]); {_FASHION_WAYS}"
         )
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -204,18 +216,28 @@ def load_fashion_mnist(
         if _find_idx(DEBIAN_FASHION_MNIST, _FASHION_FILES["train"][0]) is not None:
             data_dir = DEBIAN_FASHION_MNIST
         else:
-            FashionMNIST(str(download_root), train=True, download=True)
-            FashionMNIST(str(download_root), train=False, download=True)
+            try:
+                FashionMNIST(str(download_root), train=True, download=True)
+                FashionMNIST(str(download_root), train=False, download=True)
+            except (OSError, RuntimeError) as error:
+                raise DatasetError(
+                    f"Fashion-MNIST is not in {DEBIAN_FASHION_MNIST} and its download into "
+                    f"{download_root} failed ({_one_line(error)}); {_FASHION_WAYS}"
+                ) from None
             data_dir = download_root / "FashionMNIST" / "raw"
     return _fashion_split(data_dir, "train", classes), _fashion_split(data_dir, "test", classes)
 
 
-def _torchvision_split(make: Callable[[], object], where: Path) -> LabelledImages:
+def _torchvision_split(make: Callable[[], object], where: Path, download: bool) -> LabelledImages:
     """Reads a torchvision CIFAR/STL dataset object into :class:`LabelledImages`."""
     try:
         dataset = make()
-    except RuntimeError as error:
-        raise DatasetError(f"{where}: missing or not the official files ({error})") from error
+    except (OSError, RuntimeError) as error:
+        problem = "download failed" if download else "missing or not the official files"
+        raise DatasetError(
+            f"{where}: {problem} ({_one_line(error)}); pass --data-dir FOLDER holding "
+            f"{where.name}/ as torchvision unpacks it, or run once with network access"
+        ) from None
     images = np.asarray(dataset.data)
     if images.shape[1] == 3:  # STL-10 keeps CHW
         images = images.transpose(0, 2, 3, 1)
@@ -251,7 +273,10 @@ def load_torchvision(
         make_train = lambda: cls(str(root), train=True, download=download)  # noqa: E731
         make_test = lambda: cls(str(root), train=False, download=download)  # noqa: E731
     where = root / cls.base_folder
-    return _torchvision_split(make_train, where), _torchvision_split(make_test, where)
+    return (
+        _torchvision_split(make_train, where, download),
+        _torchvision_split(make_test, where, download),
+    )
 
 
 def balanced_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -493,7 +518,12 @@ def export_dataset(
             "dataset 'custom' needs --data-dir holding train/<class>/ and val/<class>/"
         )
     if data_dir is not None and not data_dir.is_dir():
-        raise DatasetError(f"{data_dir}: data dir does not exist")
+        fallback = (
+            "" if source == "custom" else ", or leave --data-dir out (a local copy or a download)"
+        )
+        raise DatasetError(
+            f"--data-dir {data_dir} does not exist; pass the folder that holds {source}{fallback}"
+        )
     dest = out_dir / "data" / f"{source}-train{train_size}-test{test_size}-seed{seed}"
     request = {
         "source": source,
@@ -511,16 +541,20 @@ def export_dataset(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     sizes = (train_size, test_size)
-    if source == "custom":
-        held = export_image_folders(data_dir, tmp, sizes, seed)
-    else:
-        held = _export_arrays(source, data_dir, tmp, out_dir / "downloads", sizes, seed)
-    if held["num_classes"] < MIN_CLASSES:
-        raise DatasetError(
-            f"{source}: {held['num_classes']} classes; linear evaluation needs {MIN_CLASSES}"
-        )
-    recorded = {"request": request, **held}
-    (tmp / EXPORT_MARKER).write_text(json.dumps(recorded, indent=2) + "\n")
+    try:
+        if source == "custom":
+            held = export_image_folders(data_dir, tmp, sizes, seed)
+        else:
+            held = _export_arrays(source, data_dir, tmp, out_dir / "downloads", sizes, seed)
+        if held["num_classes"] < MIN_CLASSES:
+            raise DatasetError(
+                f"{source}: {held['num_classes']} classes; linear evaluation needs {MIN_CLASSES}"
+            )
+        recorded = {"request": request, **held}
+        (tmp / EXPORT_MARKER).write_text(json.dumps(recorded, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return _exported(dest, recorded)
