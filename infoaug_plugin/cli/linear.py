@@ -32,11 +32,16 @@ evaluating a random backbone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
 import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import hydra
+import solo.methods.linear
 import torch
 import torch.nn as nn
 from lightning.pytorch import Trainer
@@ -46,6 +51,7 @@ from solo.data.classification_dataloader import prepare_data
 from solo.methods.base import BaseMethod
 from solo.methods.linear import LinearModel
 from solo.utils.checkpointer import Checkpointer
+from solo.utils.metrics import accuracy_at_k
 from solo.utils.misc import make_contiguous
 from timm.data.mixup import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -91,6 +97,43 @@ def build_backbone(cfg: DictConfig) -> nn.Module:
     return backbone
 
 
+def read_checkpoint_state(ckpt_path: str) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a pretraining checkpoint, read with ``weights_only=True``.
+
+    Args:
+        ckpt_path: a solo-learn / InfoAug checkpoint.
+
+    Returns:
+        The checkpoint's ``state_dict``.
+
+    Raises:
+        ConfigError: the path has no checkpoint suffix, cannot be read, is not a checkpoint of
+            tensors and plain data, or has no ``state_dict``; the message names the file.
+    """
+    where = f"pretrained_feature_extractor: {ckpt_path}"
+    if not str(ckpt_path).endswith(CHECKPOINT_SUFFIXES):
+        raise ConfigError(f"{where} must end with one of {CHECKPOINT_SUFFIXES}")
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read it ({error.strerror or error})") from None
+    except EOFError:
+        raise ConfigError(f"{where}: the file is empty or cut short; not a checkpoint") from None
+    except pickle.UnpicklingError:
+        # torch's own message advises weights_only=False, which would run the file's code.
+        raise ConfigError(
+            f"{where}: not a PyTorch checkpoint of tensors and plain data (corrupt, or written "
+            "by something other than solo-learn / InfoAug pretraining)"
+        ) from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(
+            f"{where}: has no 'state_dict'; pass a checkpoint saved by infoaug-pretrain or "
+            "solo-learn's main_pretrain.py"
+        )
+    return state
+
+
 def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
     """Loads the ``backbone.*`` weights of a pretraining checkpoint into ``backbone``.
 
@@ -99,14 +142,10 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
         ckpt_path: a solo-learn / InfoAug checkpoint.
 
     Raises:
-        ConfigError: the path has no checkpoint suffix, or the checkpoint holds no weight the
-            backbone expects.
+        ConfigError: the checkpoint cannot be read (see :func:`read_checkpoint_state`), holds no
+            weight the backbone expects, or holds weights of another shape (another backbone).
     """
-    if not str(ckpt_path).endswith(CHECKPOINT_SUFFIXES):
-        raise ConfigError(
-            f"pretrained_feature_extractor: {ckpt_path!r} must end with one of {CHECKPOINT_SUFFIXES}"
-        )
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    state = read_checkpoint_state(ckpt_path)
     for key in list(state.keys()):
         if "encoder" in key:
             state[key.replace("encoder", "backbone")] = state[key]
@@ -116,14 +155,64 @@ def load_backbone_weights(backbone: nn.Module, ckpt_path: str) -> None:
         if "backbone" in key:
             state[key.replace("backbone.", "")] = state[key]
         del state[key]
+    expected = backbone.state_dict()
+    mismatched = [
+        f"{key}: {tuple(state[key].shape)} in the checkpoint, {tuple(expected[key].shape)} here"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    if mismatched:
+        raise ConfigError(
+            f"pretrained_feature_extractor: {ckpt_path}: {len(mismatched)} backbone weights do "
+            f"not fit the backbone being evaluated (first: {mismatched[0]}); set "
+            "backbone.name to the backbone it was pretrained with"
+        )
     missing, _ = backbone.load_state_dict(state, strict=False)
-    if len(missing) == len(backbone.state_dict()):
+    if len(missing) == len(expected):
         raise ConfigError(
             f"pretrained_feature_extractor: {ckpt_path} has no weight of the {type(backbone).__name__} backbone"
         )
     if missing:
         logging.warning(f"{ckpt_path}: backbone weights missing from the checkpoint: {missing}")
     logging.info(f"Loaded {ckpt_path}")
+
+
+class FewClassLinearModel(LinearModel):
+    """solo-learn's ``LinearModel`` whose top-5 accuracy is top-min(5, classes).
+
+    solo computes ``acc5`` with ``top_k=(1, 5)``, which fails on fewer than 5 classes ("selected
+    index k out of range"). Here each k is capped at the number of classes while solo's step runs,
+    so ``val_acc5`` of a 2-class folder is its top-2 accuracy; with 5 or more classes nothing
+    changes.
+    """
+
+    def shared_step(self, batch: tuple, batch_idx: int) -> dict[str, Any]:
+        """solo's step, with the top-k cap in force."""
+        with _top_k_capped_at(self.classifier.out_features):
+            return super().shared_step(batch, batch_idx)
+
+
+@contextlib.contextmanager
+def _top_k_capped_at(num_classes: int) -> Iterator[None]:
+    """Caps the k of solo's linear-model accuracy at ``num_classes`` inside the block.
+
+    Args:
+        num_classes: the classifier's output size.
+
+    Yields:
+        Nothing; solo's ``shared_step`` runs inside the block.
+    """
+
+    def capped_accuracy_at_k(
+        outputs: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int] = (1, 5)
+    ) -> Sequence[torch.Tensor]:
+        return accuracy_at_k(outputs, targets, top_k=[min(k, num_classes) for k in top_k])
+
+    solo.methods.linear.accuracy_at_k = capped_accuracy_at_k
+    try:
+        yield
+    finally:
+        solo.methods.linear.accuracy_at_k = accuracy_at_k
 
 
 def build_loss(cfg: DictConfig) -> tuple[nn.Module, Mixup | None]:
@@ -170,7 +259,7 @@ def linear(cfg: DictConfig) -> Trainer:
     backbone = build_backbone(cfg)
     load_backbone_weights(backbone, cfg.pretrained_feature_extractor)
     loss_func, mixup_func = build_loss(cfg)
-    model = LinearModel(backbone, loss_func=loss_func, mixup_func=mixup_func, cfg=cfg)
+    model = FewClassLinearModel(backbone, loss_func=loss_func, mixup_func=mixup_func, cfg=cfg)
     make_contiguous(model)
     # can provide up to ~20% speed up
     if not cfg.performance.disable_channel_last:

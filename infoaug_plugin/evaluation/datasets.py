@@ -181,6 +181,11 @@ def read_fashion_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarr
             f"{paths[0]}: images of shape {images.shape} do not match labels of shape "
             f"{labels.shape} in {paths[1]}"
         )
+    if images.shape[1:] != (28, 28):
+        raise DatasetError(
+            f"{paths[0]}: images of {images.shape[1]} x {images.shape[2]} pixels; Fashion-MNIST "
+            "images are 28 x 28"
+        )
     return images, labels.astype(np.int64)
 
 
