@@ -72,7 +72,8 @@ def startup_seconds() -> tuple[float, float]:
 
 def timed_runs(action, repeats: int, setup=None) -> tuple[list[float], list[float]]:
     """The wall times and the CPU times (this process, all its threads) of ``repeats`` calls of
-    ``action()`` in call order, in seconds; ``setup()``, when given, runs untimed before each call."""
+    ``action()`` in call order, in seconds; ``setup()``, when given, runs untimed before each call.
+    """
     wall, cpu = [], []
     for _ in range(repeats):
         if setup is not None:

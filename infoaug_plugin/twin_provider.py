@@ -6,7 +6,8 @@ solo-learn's unchanged ``main_pretrain.py`` passes one train loader to ``Trainer
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import omegaconf
 import torch
@@ -32,8 +33,8 @@ class TwinProvider:
         """
         self.infoaug_cfg = infoaug_cfg
         self.seed = seed
-        self._loader: Optional[Any] = None
-        self._iterator: Optional[Iterator[Any]] = None
+        self._loader: Any | None = None
+        self._iterator: Iterator[Any] | None = None
         self._pass = 0
 
     def next(self, trainer: Any, device: torch.device) -> list[torch.Tensor]:

@@ -113,7 +113,13 @@ def write_twin_store(
     writer = StoreWriter(root, params)
     writer.begin()
     for (stem, digest), video in zip(hashes.items(), videos):
-        record = {"id": video, "name": f"{stem}.mp4", "size": 0, "sha256": digest, "status": "built"}
+        record = {
+            "id": video,
+            "name": f"{stem}.mp4",
+            "size": 0,
+            "sha256": digest,
+            "status": "built",
+        }
         record.update(windows=1, patches=2 * len(rows[video]), tracked_patches=0, valid_patches=0)
         record.update(pairs=len(rows[video]), patch_files=2 * len(rows[video]))
         writer.commit(entry_from_rows(record, rows[video], images.__getitem__))

@@ -18,7 +18,6 @@ import numpy as np
 from twin_builder.camera import CameraModel, estimate_camera_motion, residual_motion
 from twin_builder.depth import DepthProvider, depth_displacements
 from twin_builder.mi import motion_entropy_mask, mutual_information_matrix
-from twin_store.format import PATCHES_DIR
 from twin_builder.tracking import LucasKanade, seed_grid_points, track_window
 from twin_builder.video import (
     DEFAULT_CUT_THRESHOLD,
@@ -28,6 +27,7 @@ from twin_builder.video import (
     VideoSource,
     WindowFrames,
 )
+from twin_store.format import PATCHES_DIR
 
 SELECTIONS = ("mi", "random")
 FEATURES = ("displacement", "position")

@@ -19,8 +19,8 @@ Frames use OpenCV's BGR channel order, as ``cv2.VideoCapture`` and ``cv2.imread`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2

@@ -196,7 +196,7 @@ def group_rows(
             except (TypeError, ValueError):
                 raise ValueError(
                     f"row {number}: column {column!r} must be an integer, got {text!r}"
-                )
+                ) from None
         key = (str(row["video"]), values["window_start"], values["frame"])
         frame = frame_of.setdefault(key, len(frame_of))
         cells.append(

@@ -38,7 +38,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Optional
 
 import hydra
 import torch
@@ -57,13 +56,8 @@ from solo.methods import METHODS
 from solo.utils.checkpointer import Checkpointer
 from solo.utils.misc import make_contiguous, omegaconf_select
 from torch.utils.data import DataLoader
-from twin_store import TwinStore, TwinStoreError, open_store
 
 import infoaug_plugin  # noqa: F401  (registers the infoaug_<base> methods in solo's METHODS)
-from infoaug_plugin.config import ConfigError
-from infoaug_plugin.methods import INFOAUG_METHODS, method_class
-from infoaug_plugin.resume import ResumeState, record_store_identity
-from infoaug_plugin.twin_examples import TwinExamples
 from infoaug_plugin.cli.common import (
     build_trainer,
     build_wandb_logger,
@@ -74,8 +68,13 @@ from infoaug_plugin.cli.common import (
     find_resume_checkpoint,
     run_reporting_errors,
 )
+from infoaug_plugin.config import ConfigError
 from infoaug_plugin.data import PacedTwinLoader, TwinLoader, build_twin_loader, fill_loader_defaults
 from infoaug_plugin.data.sampling import check_random_twins
+from infoaug_plugin.methods import INFOAUG_METHODS, method_class
+from infoaug_plugin.resume import ResumeState, record_store_identity
+from infoaug_plugin.twin_examples import TwinExamples
+from twin_store import TwinStore, TwinStoreError, open_store
 
 try:
     from nvidia.dali.plugin.pytorch import LastBatchPolicy
@@ -147,7 +146,7 @@ def prepare_twin_store(cfg: DictConfig) -> TwinStore:
     return store
 
 
-def build_val_loader(cfg: DictConfig) -> Optional[DataLoader]:
+def build_val_loader(cfg: DictConfig) -> DataLoader | None:
     """solo-learn's validation loader, when the data set has one.
 
     Args:
@@ -223,7 +222,7 @@ class InfoAugDALIDataModule(PretrainDALIDataModule if _dali_available else Light
         super().__init__(*args, **kwargs)
         self.twin_loader_factory = twin_loader_factory
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         """Builds the main DALI pipeline and the twin loader for this process's shard."""
         cuda = torch.cuda.is_available() and self.dali_device == "gpu"
         self.device = (

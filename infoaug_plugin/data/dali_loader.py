@@ -10,7 +10,7 @@ pipeline, built once for the patches and once for the twins so their random draw
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import nvidia.dali.fn as fn
@@ -22,10 +22,9 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from omegaconf import DictConfig
 from solo.data.dali_dataloader import build_transform_pipeline_dali
 
-from twin_store import TwinStoreError
-
 from infoaug_plugin.data.sampling import EpochPlanner, EpochSamples
 from infoaug_plugin.data.torch_loader import decode_patch
+from twin_store import TwinStoreError
 
 _OUTPUTS = ("patches", "twins", "pair_ids")
 

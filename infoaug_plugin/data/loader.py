@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 from omegaconf import DictConfig
 from solo.data.pretrain_dataloader import build_transform_pipeline
-from twin_store import TwinStore, open_store
 
 from infoaug_plugin.data.config import augmentation_pipeline, fill_loader_defaults
 from infoaug_plugin.data.sampling import EpochPlanner
 from infoaug_plugin.data.torch_loader import TorchTwinLoader
+from twin_store import TwinStore, open_store
 
 # Twin patches come from videos, not from a named data set: solo's pipelines then take
 # ``mean``/``std`` from the augmentation node (ImageNet's by default).

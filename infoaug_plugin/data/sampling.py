@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
 from twin_store import TwinStore, TwinStoreError
 
 # A global batch is filled from at most this many times its size in candidate rows (waiting rows

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from twin_store import TwinStore, TwinStoreError
 
 from infoaug_plugin.data.sampling import EpochPlanner, EpochSamples
+from twin_store import TwinStore, TwinStoreError
 
 
 def decode_patch(store: TwinStore, patch: int, pair_id: int) -> Image.Image:

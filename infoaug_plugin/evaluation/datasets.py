@@ -26,9 +26,9 @@ import json
 import os
 import pickle
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -77,7 +77,7 @@ class LabelledImages:
     labels: np.ndarray
     classes: tuple[str, ...]
 
-    def subset(self, indices: np.ndarray) -> "LabelledImages":
+    def subset(self, indices: np.ndarray) -> LabelledImages:
         """Returns the images at ``indices`` (same classes)."""
         return LabelledImages(self.images[indices], self.labels[indices], self.classes)
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from infoaug_plugin.evaluation.configs import BASES, Budget
 from infoaug_plugin.evaluation.datasets import DatasetError

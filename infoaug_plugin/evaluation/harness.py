@@ -35,11 +35,11 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import itertools
 import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.stats  # noqa: E402
 
+from infoaug_plugin.data.torch_loader import decode_patch  # noqa: E402
 from infoaug_plugin.evaluation.configs import VARIANT_LABELS, VARIANTS, method_name  # noqa: E402
 from infoaug_plugin.evaluation.runs import CellResult  # noqa: E402
-from infoaug_plugin.data.torch_loader import decode_patch  # noqa: E402
 from twin_store import TwinStore, open_store  # noqa: E402
 
 _COLOURS = {

@@ -230,9 +230,7 @@ def twin_purity(store: Path, scenes: Path, selection: str) -> float:
     for row, anchor in zip(rows, anchor_classes):
         frame = frame_classes[row["video"], row["window_start"], row["frame"]]
         others = [
-            label
-            for cell, label in frame.items()
-            if cell != (row["anchor_row"], row["anchor_col"])
+            label for cell, label in frame.items() if cell != (row["anchor_row"], row["anchor_col"])
         ]
         expectations.append(np.mean(np.equal(others, anchor)))
     return float(np.mean(expectations))

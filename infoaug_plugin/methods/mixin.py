@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import omegaconf
 import torch
@@ -191,7 +191,7 @@ class InfoAugMixin:
         """
         # A classmethod (solo-learn's are staticmethods) so this one definition chains to the
         # add_and_assert_specific_cfg of whichever base class follows the mixin.
-        cfg = super(InfoAugMixin, cls).add_and_assert_specific_cfg(cfg)  # type: ignore[misc]
+        cfg = super().add_and_assert_specific_cfg(cfg)  # type: ignore[misc]
         return fill_infoaug_cfg(cfg, cls.mi_head_keys)
 
     @property
@@ -213,7 +213,7 @@ class InfoAugMixin:
         self,
         pair_ids: torch.Tensor,
         feats: torch.Tensor,
-        momentum_feats: Optional[torch.Tensor],
+        momentum_feats: torch.Tensor | None,
     ) -> torch.Tensor:
         """The base method's kind of loss on the MI head, symmetric in (patch, twin).
 
@@ -227,7 +227,7 @@ class InfoAugMixin:
         """
         raise NotImplementedError
 
-    def twin_features(self, images: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def twin_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Runs the MI branch's images through the backbone (and the momentum backbone); with
         ``bn_stats: main`` their BatchNorm layers leave the running statistics alone.
 

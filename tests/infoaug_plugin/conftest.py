@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import torch
+from method_helpers import IMAGE_SIZE
 
 import infoaug_plugin  # noqa: F401  (registers the methods)
-from method_helpers import IMAGE_SIZE
 
 SOLO_URL = "https://github.com/vturrisi/solo-learn.git"
 SOLO_COMMIT = "9187ea39c2c3f43c455ab06664d2b019a9802954"

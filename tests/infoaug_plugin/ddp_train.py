@@ -12,11 +12,11 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from method_helpers import RandomViews, build_cfg, train_loaders
 from solo.methods import METHODS
 from torch.utils.data import DataLoader
 
 import infoaug_plugin  # noqa: F401  (registers the methods)
-from method_helpers import RandomViews, build_cfg, train_loaders
 
 
 def main(base: str, path: str, store: Path, out: Path, steps: int) -> None:

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+
 from twin_store import open_store
 
 # Tiny heads so that a step of resnet18 on 32x32 images dominates; sizes fit a batch of 4.

@@ -8,11 +8,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn as nn
+from method_helpers import BASES, MOMENTUM_BASES, build_cfg, cpu_trainer, train_loaders
 from solo.methods import METHODS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from infoaug_plugin.methods.mixin import running_stats_frozen
-from method_helpers import BASES, MOMENTUM_BASES, build_cfg, cpu_trainer, train_loaders
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

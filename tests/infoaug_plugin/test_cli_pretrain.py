@@ -232,7 +232,9 @@ def _break_store(store: Path, target: Path, problem: str) -> Path:
         offsets[-1] = shard.stat().st_size
         np.save(target / "index" / "patches.offset.npy", offsets)
     elif problem == "index of the wrong length":
-        np.save(target / "index" / "pairs.twin.npy", np.load(target / "index" / "pairs.twin.npy")[:-1])
+        np.save(
+            target / "index" / "pairs.twin.npy", np.load(target / "index" / "pairs.twin.npy")[:-1]
+        )
     elif problem == "wrong version":
         manifest["format_version"] = 3
     elif problem == "incomplete manifest":
@@ -247,7 +249,10 @@ def _break_store(store: Path, target: Path, problem: str) -> Path:
         ("truncated shard", "shards/000000.tar is truncated"),
         ("missing shard", "shards/000000.tar is missing"),
         ("index past a shard's end", "index/patches.offset.npy row"),
-        ("index of the wrong length", "index/pairs.twin.npy has 15 rows but the pairs table has 16"),
+        (
+            "index of the wrong length",
+            "index/pairs.twin.npy has 15 rows but the pairs table has 16",
+        ),
         ("wrong version", "manifest.json has format_version 3"),
         ("incomplete manifest", "manifest.json is missing key 'counts'"),
     ],

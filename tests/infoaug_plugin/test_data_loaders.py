@@ -13,9 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from twin_store import TwinStoreError, open_store
-
 from infoaug_plugin.data import PacedTwinLoader, build_twin_loader
+from twin_store import TwinStoreError, open_store
 
 N_PAIRS = 40
 BATCH = 4

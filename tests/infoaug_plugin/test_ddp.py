@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from method_helpers import ONE_THREAD_ENV
 
 pytestmark = pytest.mark.slow

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from method_helpers import build_cfg
 from omegaconf import OmegaConf
 from solo.methods import METHODS
 
@@ -20,7 +21,6 @@ from infoaug_plugin.config import (
     fill_infoaug_node,
 )
 from infoaug_plugin.data import fill_loader_defaults
-from method_helpers import build_cfg
 
 CONFIGS = Path(__file__).resolve().parents[2] / "solo_configs"
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn as nn
+from method_helpers import BASES, MOMENTUM_BASES, RandomViews, build_cfg, cpu_trainer, train_loaders
 from solo.methods import METHODS
 from solo.methods.base import BaseMethod
 from torch.utils.data import DataLoader
-
-from method_helpers import BASES, MOMENTUM_BASES, RandomViews, build_cfg, cpu_trainer, train_loaders
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

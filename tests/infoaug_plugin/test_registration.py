@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from method_helpers import BASES, MOMENTUM_BASES, build_cfg
 from solo.methods import METHODS
 
 from infoaug_plugin.methods import INFOAUG_METHODS, infoaug_method, register
-from method_helpers import BASES, MOMENTUM_BASES, build_cfg
 
 EXPECTED_KEYS = sorted(f"infoaug_{base}" for base in BASES)
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from method_helpers import METHOD_KWARGS, MOMENTUM_BASES, ONE_THREAD_ENV
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
