@@ -13,13 +13,20 @@ breaks ties. Temporal neighbours ``|t - t'| <= theiler`` are excluded from the n
 from the counts (a Theiler window), because autocorrelated series otherwise show large spurious MI
 (MI_TRACKING_DATA.md 1.5); ``psi(N)`` is then replaced by the mean of ``psi(n_candidates + 1)``.
 
-All pairs are computed together in a compiled (numba) kernel, parallel over pairs. With the max
-norm the joint distance of a pair is the element-wise maximum of the two marginal distances, so
-each patch's distances from every sample to the others are sorted once; then, per pair and sample,
-the k-th nearest joint neighbour is found by walking one patch's sorted distances only as far as
-the k-th joint distance (no later candidate can be nearer), and KSG's marginal counts are read off
-the same sorted rows. The kernels are compiled on first use and cached on disk (numba's cache).
-``benchmarks/mi_all_pairs.py`` compares the speed with a per-pair loop of npeet-plus.
+All pairs are computed together in compiled (numba) kernels, parallel over patches and pairs.
+With the max norm the joint distance of a pair is the element-wise maximum of the two marginal
+distances. Each patch's neighbours of every sample are therefore sorted once (a bucket sort on
+the bits of the distances, O(N) per sample); then, per pair and sample, the k-th nearest joint
+neighbour is found by walking one patch's sorted neighbours only as far as the k-th joint
+distance (no later neighbour can be nearer), the walked marginal count falls out of where the
+walk stopped, and the other count skips along milestones of the other patch's row. Per pair this
+costs about N sqrt(N) (the walk visits the marginal neighbours within eps, about sqrt(k N) for
+independent patches) plus each patch's O(N^2) sort shared by its P - 1 pairs. At the window
+lengths of mining (N = 60 to 480) a k-d tree in the 2d-dimensional joint space (O(log N) per
+query) and a scan along one sorted coordinate were both measured slower: each of their queries
+visits several times more candidates. The kernels are compiled once per sample dimension d on
+first use and cached on disk (numba's cache). ``benchmarks/mi_all_pairs.py`` times them against a
+per-pair loop of npeet-plus.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ ESTIMATORS: tuple[str, ...] = ("ksg", "3kl")
 DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
 # Patches per side of the tiles that pairs are processed in (see ``_pairs_in_tiles``).
 _TILE = 8
+# Every _MILESTONE-th distance of a sorted neighbour row is kept (see ``_sorted_neighbours``).
+_MILESTONE = 8
 
 
 def mutual_information_matrix(
@@ -61,8 +70,8 @@ def mutual_information_matrix(
         (P, P) symmetric float64 array of MI in nats, NaN on the diagonal. Values are not clamped
         at 0: at independence the estimate scatters around 0. A coordinate with zero variance is
         left at 0 (only the jitter remains), so filter such patches with ``motion_entropy_mask``.
-        Memory: about ``P * N * N * 12`` bytes (sorted distances and neighbour indices); P = 256,
-        N = 300 needs about 280 MB.
+        Memory: about ``P * N * N * 3`` bytes (sorted neighbour indices and every 8th distance);
+        P = 256, N = 480 needs about 180 MB.
 
     Raises:
         ValueError: on a bad shape, estimator, ``k`` or ``theiler``, or too few samples.
@@ -197,26 +206,41 @@ def _all_pairs(
     Every patch is given ``d`` coordinates; a patch with fewer (``dims``) is zero-padded, which
     changes none of its L-infinity distances.
     """
-    n_patches, n = samples.shape[:2]
-    # (P, d, N): the distance loops read one coordinate of many samples at a time.
-    coordinates = np.ascontiguousarray(samples.transpose(0, 2, 1))
-    sorted_rows, order = _sorted_neighbours(coordinates, theiler)
-    psi = digamma(np.arange(n + 2, dtype=np.float64))
+    n_patches, n, n_coordinates = samples.shape
+    points = np.ascontiguousarray(samples)
+    # The tuple's length is part of its numba type: every kernel is compiled once per d, with the
+    # loops over coordinates unrolled (several times faster than a loop of run-time length).
+    coordinates = (0,) * n_coordinates
     offsets = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
-    psi_n = psi[(offsets > theiler).sum(axis=1) + 1].mean()
-    first, second = _pairs_in_tiles(n_patches)
+    n_valid = (offsets > theiler).sum(axis=1)
+    order, milestones = _sorted_neighbours(points, theiler, coordinates)
+    psi = digamma(np.arange(n + 2, dtype=np.float64))
+    psi_n = psi[n_valid + 1].mean()
+    first, second, tile_starts = _pairs_in_tiles(n_patches)
     # Choose the walked patch by the distance to a neighbour near the typical count within eps
     # (a few times k): comparing the k-th walks about 10% more candidates. Every sample has at
-    # least n - 2 * theiler - 1 candidates, so that position is finite in every row.
+    # least n - 2 * theiler - 1 candidates, so that position holds a neighbour in every row.
     rank = min(3 * k, n - 2 * theiler - 2)
     sums = _pair_sums(
-        coordinates, sorted_rows, order, first, second, k, rank, estimator == "ksg", psi
+        points,
+        order,
+        milestones,
+        n_valid,
+        first,
+        second,
+        tile_starts,
+        k,
+        rank,
+        estimator == "ksg",
+        psi,
+        coordinates,
     )
     if estimator == "ksg":
         mi = psi[k] + psi_n - sums / n
     else:
         # H_KL(S) - (d_S log 2): the log 2 terms cancel in H(X) + H(Y) - H(X, Y).
-        entropy = psi_n - psi[k] + dims * np.log(sorted_rows[:, :, k - 1]).mean(axis=-1)
+        kth = _kth_neighbour_distances(points, order, k, coordinates)
+        entropy = psi_n - psi[k] + dims * np.log(kth).mean(axis=-1)
         joint_entropy = psi_n - psi[k] + (dims[first] + dims[second]) * sums / n
         mi = entropy[first] + entropy[second] - joint_entropy
     result = np.full((n_patches, n_patches), np.nan)
@@ -224,186 +248,253 @@ def _all_pairs(
     return result
 
 
-def _pairs_in_tiles(n_patches: int) -> tuple[np.ndarray, np.ndarray]:
-    """All pairs i < j, ordered tile by tile (``_TILE`` patches of i by ``_TILE`` of j).
+def _pairs_in_tiles(n_patches: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs i < j, grouped in tiles of ``_TILE`` patches of i by ``_TILE`` of j.
 
-    Consecutive pairs then share their patches' sorted rows, which stay in the CPU caches: in
-    row-major order the second patch changes with every pair (measured 20-25% slower at P = 256).
-    """
-    first, second = np.triu_indices(n_patches, 1)
-    tiled = np.lexsort((second, first, second // _TILE, first // _TILE))
-    return first[tiled], second[tiled]
-
-
-def _sorted_neighbours(coordinates: np.ndarray, theiler: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every sample's distances to the other samples of its patch, sorted, with their indices.
-
-    Sorting (index, distance) pairs is done as one in-place numpy sort of int64 keys: a
-    non-negative float64 orders like its bit pattern, so the key is the distance's bits with the
-    lowest bits replaced by the neighbour's index. numpy's vectorised integer sort is about three
-    times faster than an argsort and needs no second (P, N, N) array. The few neighbours whose
-    distances differed only in the replaced bits are then put back in exact order.
-
-    Args:
-        coordinates: (P, d, N) prepared samples.
-        theiler: Theiler window; excluded neighbours get an infinite distance and sort last.
+    The pair kernel runs a tile's pairs sample by sample, so that the neighbour rows of one
+    sample for the tile's patches (a few kB) stay in the CPU's first-level cache for all of them;
+    pair by pair, a patch's rows for all samples must come back from memory for every pair.
 
     Returns:
-        (P, N, N) float64 distances, each row ascending (the key array, reused), and the
-        (P, N, N) int32 index of the neighbour at each position.
+        ``(first, second, tile_starts)``: the pairs' patch indices, tile by tile, and the
+        position of each tile's first pair followed by the number of pairs.
     """
-    n_patches, _, n = coordinates.shape
-    keys = np.empty((n_patches, n, n), dtype=np.int64)
-    index_bits = max(1, (n - 1).bit_length())
-    _write_keys(coordinates, theiler, index_bits, keys)
-    keys.sort(axis=-1)
-    sorted_rows = keys.view(np.float64)
-    order = np.empty(keys.shape, dtype=np.int32)
-    _unpack_keys(coordinates, theiler, index_bits, keys, sorted_rows, order)
-    return sorted_rows, order
+    first, second = np.triu_indices(n_patches, 1)
+    tiles = first // _TILE * n_patches + second // _TILE
+    tiled = np.argsort(tiles, kind="stable")
+    tile_starts = np.flatnonzero(np.diff(tiles[tiled], prepend=-1, append=-1))
+    return first[tiled], second[tiled], tile_starts
+
+
+def _sorted_neighbours(
+    points: np.ndarray, theiler: int, coordinates: tuple
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample's neighbours outside the Theiler window, sorted by distance (then index).
+
+    Args:
+        points: (P, N, d) prepared samples.
+        theiler: Theiler window.
+        coordinates: ``(0,) * d``, fixing d at compile time.
+
+    Returns:
+        ``(order, milestones)``: (P, N, N) neighbour indices (int16 while N fits, else int32),
+        row ``[p, t]`` starting with the ``n_valid[t]`` neighbours of sample t of patch p in
+        ascending L-infinity distance (the rest of the row is unused); and (P, N, ceil(N / 8))
+        float64 distances of every ``_MILESTONE``-th of them (inf past the last), which count the
+        neighbours within a radius in a few steps. Other distances are recomputed from the
+        samples when needed, which keeps the rows small enough to stay in the CPU caches.
+    """
+    n_patches, n = points.shape[:2]
+    order = np.empty((n_patches, n, n), dtype=np.int16 if n <= np.iinfo(np.int16).max else np.int32)
+    milestones = np.empty((n_patches, n, -(-n // _MILESTONE)))
+    _fill_sorted_neighbours(points, theiler, order, milestones, coordinates)
+    return order, milestones
 
 
 @numba.njit(cache=True, parallel=True)
-def _write_keys(coordinates: np.ndarray, theiler: int, index_bits: int, keys: np.ndarray) -> None:
-    """Fills ``keys[p, t, s]`` with the sort key of the distance between samples t and s of p."""
-    n_patches, n_coordinates, n = coordinates.shape
-    low_mask = (1 << index_bits) - 1
-    for p in numba.prange(n_patches):
-        row = np.empty(n)
-        row_bits = row.view(np.int64)
-        for t in range(n):
-            for s in range(n):
-                row[s] = _distance(coordinates[p], t, s, n_coordinates)
-            for s in range(max(0, t - theiler), min(n, t + theiler + 1)):
-                row[s] = np.inf
-            for s in range(n):
-                keys[p, t, s] = (row_bits[s] & ~low_mask) | s
-
-
-@numba.njit(cache=True, parallel=True)
-def _unpack_keys(
-    coordinates: np.ndarray,
+def _fill_sorted_neighbours(
+    points: np.ndarray,
     theiler: int,
-    index_bits: int,
-    keys: np.ndarray,
-    sorted_rows: np.ndarray,
     order: np.ndarray,
+    milestones: np.ndarray,
+    coordinates: tuple,
 ) -> None:
-    """Turns sorted key rows into exact sorted distances (in place) and neighbour indices.
+    """Fills ``order`` and ``milestones`` (see ``_sorted_neighbours``) by a bucket sort per row.
 
-    ``sorted_rows`` is ``keys`` viewed as float64: each key row is copied out before its row is
-    overwritten. Distances are recomputed exactly from the samples, and an insertion step moves
-    each one back past any larger predecessor (keys only order distances up to the replaced
-    bits), so rows come out in exact ascending order.
+    Distances go into buckets by the top bits of their float64 representation, which order
+    non-negative floats: the finest split of octaves whose buckets over the row's range number
+    fewer than 8 n. A counting sort by bucket then leaves only the disorder within buckets (a
+    neighbour or two each), which one insertion pass removes; ties keep the order of the sample
+    indices. The sort is O(N) per row for any spread of distances, against O(N log N) for a
+    comparison sort (measured twice as fast as numpy's sort of packed keys at N = 480).
     """
-    n_patches, n_coordinates, n = coordinates.shape
-    low_mask = (1 << index_bits) - 1
+    n_patches, n = points.shape[:2]
+    n_buckets_max = 8 * n + 2
     for p in numba.prange(n_patches):
-        key_row = np.empty(n, dtype=np.int64)
+        values = np.empty(n)
+        value_bits = values.view(np.int64)
+        extremes = np.empty(2)
+        extreme_bits = extremes.view(np.int64)
+        indices = np.empty(n, dtype=np.int64)
+        buckets = np.empty(n, dtype=np.int64)
+        starts = np.empty(n_buckets_max + 1, dtype=np.int64)
+        sorted_values = np.empty(n)
+        sorted_indices = np.empty(n, dtype=np.int64)
         for t in range(n):
-            key_row[:] = keys[p, t]
-            values = sorted_rows[p, t]
-            indices = order[p, t]
-            for r in range(n):
-                s = key_row[r] & low_mask
-                value = _distance(coordinates[p], t, s, n_coordinates)
-                if abs(s - t) <= theiler:
-                    value = np.inf
-                m = r
-                while m > 0 and values[m - 1] > value:
-                    values[m] = values[m - 1]
-                    indices[m] = indices[m - 1]
-                    m -= 1
-                values[m] = value
-                indices[m] = s
+            m = 0
+            for s in range(n):
+                if abs(s - t) > theiler:
+                    values[m] = _distance(points, p, t, s, coordinates)
+                    indices[m] = s
+                    m += 1
+            extremes[0] = np.inf
+            extremes[1] = 0.0
+            for j in range(m):
+                if values[j] > 0.0:
+                    extremes[0] = min(extremes[0], values[j])
+                extremes[1] = max(extremes[1], values[j])
+            # Buckets by the exponent and the top mantissa bits, as many as fit in 8 n; zero
+            # distances (exact ties) go below the smallest positive one, into bucket 0.
+            shift = 40
+            if extremes[1] > 0.0:
+                while (extreme_bits[1] >> shift) - (extreme_bits[0] >> shift) >= n_buckets_max - 1:
+                    shift += 1
+                low = extreme_bits[0] >> shift
+                n_buckets = (extreme_bits[1] >> shift) - low + 2
+            else:
+                low = 0
+                n_buckets = 1
+            starts[: n_buckets + 1] = 0
+            for j in range(m):
+                bucket = 0 if values[j] == 0.0 else (value_bits[j] >> shift) - low + 1
+                buckets[j] = bucket
+                starts[bucket + 1] += 1
+            for bucket in range(n_buckets):
+                starts[bucket + 1] += starts[bucket]
+            for j in range(m):
+                position = starts[buckets[j]]
+                starts[buckets[j]] = position + 1
+                sorted_values[position] = values[j]
+                sorted_indices[position] = indices[j]
+            for j in range(1, m):
+                value = sorted_values[j]
+                if sorted_values[j - 1] <= value:
+                    continue
+                index = sorted_indices[j]
+                i = j
+                while i > 0 and sorted_values[i - 1] > value:
+                    sorted_values[i] = sorted_values[i - 1]
+                    sorted_indices[i] = sorted_indices[i - 1]
+                    i -= 1
+                sorted_values[i] = value
+                sorted_indices[i] = index
+            for j in range(m):
+                order[p, t, j] = sorted_indices[j]
+            for j in range(m, n):
+                order[p, t, j] = t
+            for block in range(milestones.shape[2]):
+                position = block * _MILESTONE
+                milestones[p, t, block] = sorted_values[position] if position < m else np.inf
 
 
 @numba.njit(cache=True, inline="always")
-def _distance(patch: np.ndarray, t: int, s: int, n_coordinates: int) -> float:
-    """L-infinity distance between samples t and s of one (d, N) patch."""
+def _distance(points: np.ndarray, patch: int, t: int, s: int, coordinates: tuple) -> float:
+    """L-infinity distance between samples t and s of one patch of (P, N, d) samples."""
     distance = 0.0
-    for c in range(n_coordinates):
-        distance = max(distance, abs(patch[c, s] - patch[c, t]))
+    for c in range(len(coordinates)):
+        distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
     return distance
 
 
 @numba.njit(cache=True, parallel=True)
+def _kth_neighbour_distances(
+    points: np.ndarray, order: np.ndarray, k: int, coordinates: tuple
+) -> np.ndarray:
+    """(P, N) distance from every sample to its k-th nearest neighbour outside the window."""
+    n_patches, n = points.shape[:2]
+    kth = np.empty((n_patches, n))
+    for p in numba.prange(n_patches):
+        for t in range(n):
+            kth[p, t] = _distance(points, p, t, order[p, t, k - 1], coordinates)
+    return kth
+
+
+@numba.njit(cache=True, parallel=True)
 def _pair_sums(
-    coordinates: np.ndarray,
-    sorted_rows: np.ndarray,
+    points: np.ndarray,
     order: np.ndarray,
+    milestones: np.ndarray,
+    n_valid: np.ndarray,
     first: np.ndarray,
     second: np.ndarray,
+    tile_starts: np.ndarray,
     k: int,
     rank: int,
     ksg: bool,
     psi: np.ndarray,
+    coordinates: tuple,
 ) -> np.ndarray:
     """Per pair (first[q], second[q]), the sum over samples t of the estimator's pair term.
 
     KSG: ``psi(n_x + 1) + psi(n_y + 1)``; 3KL: ``log eps``, with eps the distance to the k-th
     nearest joint neighbour. The joint distance is the maximum of the two marginal ones, so it
-    is never below the marginal distance of either patch: walking the candidates of one patch
+    is never below the marginal distance of either patch: walking the neighbours of one patch
     (the walked patch) in ascending marginal distance, once that distance reaches the k-th
-    smallest joint distance seen so far no later candidate can enter the k nearest and the walk
-    stops. The walk visits every sample of the walked patch within eps, so each sample walks the
-    patch whose ``rank``-th marginal neighbour is farther (fewer of its samples are near). The
-    walked count then falls out of the stopping position; the other is a scan of its sorted row.
+    smallest joint distance seen so far no later neighbour can enter the k nearest and the walk
+    stops. The walk visits every neighbour of the walked patch within eps, so each sample walks
+    the patch whose ``rank``-th neighbour is farther (fewer of its samples are near). The walked
+    count then falls out of the stopping position; the other patch's count skips along its row's
+    milestones, then steps through the last block.
 
     Args:
-        coordinates: (P, d, N) prepared samples.
-        sorted_rows: (P, N, N) ascending marginal distances; excluded neighbours are inf, so
-            every row ends with inf (the sample itself).
-        order: (P, N, N) neighbour index of each entry of ``sorted_rows``.
-        first, second: (Q,) patch indices of the pairs.
+        points: (P, N, d) prepared samples.
+        order: (P, N, N) sorted neighbour rows (see ``_sorted_neighbours``).
+        milestones: (P, N, B) distances of every ``_MILESTONE``-th neighbour in ``order``.
+        n_valid: (N,) neighbours of each sample outside the Theiler window.
+        first, second: (Q,) patch indices of the pairs, tile by tile.
+        tile_starts: (T + 1,) position of each tile's first pair, then Q.
         k: number of nearest neighbours.
-        rank: position in the sorted rows compared to choose the walked patch; every row must
-            be finite there.
+        rank: row position compared to choose the walked patch (below every ``n_valid``).
         ksg: True for KSG, False for 3KL.
         psi: digamma(0 .. N + 1).
+        coordinates: ``(0,) * d``, fixing d at compile time.
 
     Returns:
         (Q,) float64 sums.
     """
-    n_coordinates, n = coordinates.shape[1:]
-    sums = np.empty(len(first))
-    for q in numba.prange(len(first)):
+    n = points.shape[1]
+    n_milestones = milestones.shape[2]
+    sums = np.zeros(len(first))
+    for tile in numba.prange(len(tile_starts) - 1):
         # The k smallest joint distances so far, ascending, kept by a branch-free insertion
         # network: whether a candidate enters is too unpredictable for a branch.
         nearest = np.empty(k)
-        total = 0.0
         for t in range(n):
-            if sorted_rows[first[q], t, rank] >= sorted_rows[second[q], t, rank]:
+            for q in range(tile_starts[tile], tile_starts[tile + 1]):
                 walked, other = first[q], second[q]
-            else:
-                walked, other = second[q], first[q]
-            walked_row = sorted_rows[walked, t]
-            walked_order = order[walked, t]
-            other_patch = coordinates[other]
-            nearest[:] = np.inf
-            eps = np.inf
-            stop = 0
-            while walked_row[stop] < eps:
-                other_distance = _distance(other_patch, t, walked_order[stop], n_coordinates)
-                joint = max(walked_row[stop], other_distance)
-                for m in range(k - 1):
-                    smaller = min(nearest[m], joint)
-                    joint = max(nearest[m], joint)
-                    nearest[m] = smaller
-                eps = min(eps, joint)
-                nearest[k - 1] = eps
-                stop += 1
-            if not ksg:
-                total += np.log(eps)
-                continue
-            n_walked = stop
-            while n_walked > 0 and walked_row[n_walked - 1] >= eps:
-                n_walked -= 1
-            # A linear scan beats a binary search here: the count is small and the scan streams.
-            other_row = sorted_rows[other, t]
-            n_other = 0
-            while other_row[n_other] < eps:
-                n_other += 1
-            total += psi[n_walked + 1] + psi[n_other + 1]
-        sums[q] = total
+                if _distance(points, walked, t, order[walked, t, rank], coordinates) < _distance(
+                    points, other, t, order[other, t, rank], coordinates
+                ):
+                    walked, other = other, walked
+                nearest[:] = np.inf
+                eps = np.inf
+                stop = 0
+                while stop < n_valid[t]:
+                    s = order[walked, t, stop]
+                    walked_distance = _distance(points, walked, t, s, coordinates)
+                    if walked_distance >= eps:
+                        break
+                    joint = max(walked_distance, _distance(points, other, t, s, coordinates))
+                    for m in range(k - 1):
+                        smaller = min(nearest[m], joint)
+                        joint = max(nearest[m], joint)
+                        nearest[m] = smaller
+                    eps = min(eps, joint)
+                    nearest[k - 1] = eps
+                    stop += 1
+                if not ksg:
+                    sums[q] += np.log(eps)
+                    continue
+                n_walked = stop
+                while (
+                    n_walked > 0
+                    and _distance(points, walked, t, order[walked, t, n_walked - 1], coordinates)
+                    >= eps
+                ):
+                    n_walked -= 1
+                # Neighbours of the other patch closer than eps: whole blocks up to the last
+                # milestone below eps, then the rest of that block one by one.
+                blocks = 0
+                while blocks < n_milestones and milestones[other, t, blocks] < eps:
+                    blocks += 1
+                n_other = 0
+                if blocks > 0:
+                    n_other = (blocks - 1) * _MILESTONE + 1
+                    end = min(blocks * _MILESTONE, n_valid[t])
+                    while (
+                        n_other < end
+                        and _distance(points, other, t, order[other, t, n_other], coordinates) < eps
+                    ):
+                        n_other += 1
+                sums[q] += psi[n_walked + 1] + psi[n_other + 1]
     return sums

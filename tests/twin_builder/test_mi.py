@@ -15,6 +15,7 @@ from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_regression
 
 from twin_builder.mi import motion_entropy_mask, mutual_information, mutual_information_matrix
+from twin_builder.synthetic import make_twin_video
 
 N = 1000
 TOLERANCE = {"ksg": 0.10, "3kl": 0.15}
@@ -138,20 +139,70 @@ def test_ksg_matrix_agrees_with_npeet_for_every_pair() -> None:
         np.random.set_state(state)
 
 
-def brute_force_ksg(samples: np.ndarray, k: int, theiler: int) -> np.ndarray:
-    """(P, P) KSG-1 in nats straight from the definition, on already prepared samples."""
-    n_patches, n = samples.shape[:2]
+def standardise_patches(samples: np.ndarray) -> np.ndarray:
+    """Each coordinate of each (P, N, d) patch standardised along N, as the kernel does."""
+    std = samples.std(axis=1, keepdims=True)
+    return (samples - samples.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
+def brute_force_mi(samples: np.ndarray, estimator: str, k: int, theiler: int) -> np.ndarray:
+    """(P, P) KSG-1 or 3KL in nats straight from the definitions, on already prepared samples.
+
+    Every distance of every patch is computed (O(N^2) per pair): the reference the fast kernel
+    must reproduce, strict and non-strict inequalities included.
+    """
+    n_patches, n, dims = samples.shape
     distances = np.abs(samples[:, :, None, :] - samples[:, None, :, :]).max(axis=-1)
     excluded = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :]) <= theiler
     distances[:, excluded] = np.inf
     psi = digamma(np.arange(n + 2, dtype=np.float64))
     psi_n = psi[(~excluded).sum(axis=1) + 1].mean()
+    # H_KL(S) - (d_S log 2), as in the kernel: the log 2 terms cancel in the 3KL sum.
+    entropy = psi_n - psi[k] + dims * np.log(np.sort(distances, axis=-1)[:, :, k - 1]).mean(-1)
     matrix = np.full((n_patches, n_patches), np.nan)
     for i, j in zip(*np.triu_indices(n_patches, 1)):
         eps = np.sort(np.maximum(distances[i], distances[j]), axis=-1)[:, k - 1, None]
-        n_x, n_y = (distances[i] < eps).sum(axis=-1), (distances[j] < eps).sum(axis=-1)
-        matrix[i, j] = matrix[j, i] = psi[k] + psi_n - (psi[n_x + 1] + psi[n_y + 1]).mean()
+        if estimator == "ksg":
+            n_x, n_y = (distances[i] < eps).sum(axis=-1), (distances[j] < eps).sum(axis=-1)
+            value = psi[k] + psi_n - (psi[n_x + 1] + psi[n_y + 1]).mean()
+        else:
+            joint_entropy = psi_n - psi[k] + 2 * dims * np.log(eps).mean()
+            value = entropy[i] + entropy[j] - joint_entropy
+        matrix[i, j] = matrix[j, i] = value
     return matrix
+
+
+def mixed_motion(patches: int, n: int, dims: int, seed: int) -> np.ndarray:
+    """(patches, n, dims): white noise, smoothed noise and noisy copies of other patches."""
+    rng = np.random.default_rng(seed)
+    samples = rng.standard_normal((patches, n, dims))
+    samples[1::3] = gaussian_filter1d(samples[1::3], 2.0, axis=1)
+    samples[2::3] = samples[1::3][: len(samples[2::3])] + 0.3 * samples[2::3]
+    return samples
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("patches", "n", "k", "theiler"), [(5, 40, 1, 0), (9, 150, 3, 3), (7, 300, 5, 7)]
+)
+def test_matrix_matches_brute_force_on_random_motion(
+    estimator: str, dims: int, patches: int, n: int, k: int, theiler: int
+) -> None:
+    samples = mixed_motion(patches, n, dims, seed=dims * 10 + k)
+    expected = brute_force_mi(standardise_patches(samples), estimator, k, theiler)
+    matrix = mutual_information_matrix(samples, estimator, k=k, theiler=theiler, jitter=0.0)
+    np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_matrix_matches_brute_force_on_synthetic_twin_video_motion(estimator: str) -> None:
+    video = make_twin_video(grid=4, frames=200, cell=32, seed=3)
+    velocities = np.diff(video.centres.reshape(200, 16, 2), axis=0).transpose(1, 0, 2)
+    moving = velocities[video.moving.reshape(-1)]
+    expected = brute_force_mi(standardise_patches(moving), estimator, k=3, theiler=3)
+    matrix = mutual_information_matrix(moving, estimator, k=3, theiler=3, jitter=0.0)
+    np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("theiler", [0, 2])
@@ -159,12 +210,11 @@ def test_ksg_matrix_matches_brute_force_on_distances_equal_but_for_the_last_bits
     theiler: int,
 ) -> None:
     # A coarse grid plus a few ulps: many distances tie exactly, many more differ only in their
-    # lowest bits, where the kernel's sort keys hold the neighbour index instead.
+    # lowest bits, where a sort by truncated keys or coarse buckets would misorder them.
     rng = np.random.default_rng(6)
     grid = rng.integers(-3, 4, size=(12, 90, 2)) / 4
     samples = grid + rng.integers(0, 8, size=grid.shape) * np.spacing(1.0)
-    prepared = (samples - samples.mean(axis=1, keepdims=True)) / samples.std(axis=1, keepdims=True)
-    expected = brute_force_ksg(prepared, k=3, theiler=theiler)
+    expected = brute_force_mi(standardise_patches(samples), "ksg", k=3, theiler=theiler)
     matrix = mutual_information_matrix(samples, theiler=theiler, jitter=0.0)
     np.testing.assert_allclose(matrix, expected, rtol=0, atol=1e-12)
 
