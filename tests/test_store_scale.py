@@ -54,7 +54,15 @@ def _run(tmp_path: Path, *args: str) -> tuple[list[dict], str]:
 def test_tiny_run_measures_both_formats(tmp_path: Path) -> None:
     pytest.importorskip("nvidia.dali")
     results, stdout = _run(
-        tmp_path, "--sizes", "2000", "--batches", "3", "--markdown", str(tmp_path / "t.md")
+        tmp_path,
+        "--sizes",
+        "2000",
+        "--batches",
+        "3",
+        "--repeats",
+        "2",
+        "--markdown",
+        str(tmp_path / "t.md"),
     )
     assert [(r["pairs"], r["format"]) for r in results] == [(2000, 1), (2000, 2)]
     by_format = {r["format"]: r for r in results}
