@@ -13,36 +13,39 @@ breaks ties. Temporal neighbours ``|t - t'| <= theiler`` are excluded from the n
 from the counts (a Theiler window), because autocorrelated series otherwise show large spurious MI
 (MI_TRACKING_DATA.md 1.5); ``psi(N)`` is then replaced by the mean of ``psi(n_candidates + 1)``.
 
-All pairs are computed together in compiled (numba) kernels, parallel over patches and pairs.
+All pairs are computed together in compiled (numba) kernels, parallel over chunks of samples.
 With the max norm the joint distance of a pair is the element-wise maximum of the two marginal
-distances. Each patch's neighbours of every sample are therefore sorted once (a bucket sort on
-the bits of the distances, O(N) per sample); then, per pair and sample, the k-th nearest joint
+distances. For each sample t, every patch's neighbours are sorted once (a bucket sort on the bits
+of the distances, O(N)) and shared by its P - 1 pairs; then, per pair, the k-th nearest joint
 neighbour is found by walking one patch's sorted neighbours only as far as the k-th joint
 distance (no later neighbour can be nearer), the walked marginal count falls out of where the
-walk stopped, and the other count skips along milestones of the other patch's row. Per pair this
-costs about N sqrt(N) (the walk visits the marginal neighbours within eps, about sqrt(k N) for
-independent patches) plus each patch's O(N^2) sort shared by its P - 1 pairs. At the window
-lengths of mining (N = 60 to 480) a k-d tree in the 2d-dimensional joint space (O(log N) per
-query) and a scan along one sorted coordinate were both measured slower: each of their queries
-visits several times more candidates. The kernels are compiled once per sample dimension d on
-first use and cached on disk (numba's cache). ``benchmarks/mi_all_pairs.py`` times them against a
-per-pair loop of npeet-plus.
+walk stopped, and the other count is a binary search in the other patch's sorted row. Per pair
+this costs about N sqrt(N) (the walk visits the marginal neighbours within eps, about sqrt(k N)
+for independent patches; 22 on average at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each
+patch's O(N^2) sorting shared by its P - 1 pairs. At the window lengths of mining (N = 60 to 480)
+a k-d tree in the 2d-dimensional joint space (O(log N) per query) and a scan along one sorted
+coordinate were both measured slower: each of their queries visits several times more
+candidates. The kernels are compiled once per sample dimension d and k on first use and cached on
+disk (numba's cache). ``benchmarks/mi_all_pairs.py`` times them against a per-pair loop of
+npeet-plus.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.tuple import tuple_setitem
 from scipy.special import digamma
 
 ESTIMATORS: tuple[str, ...] = ("ksg", "3kl")
 # Relative jitter (after standardisation) per estimator: KSG only counts neighbours, so the usual
 # 1e-10 is enough; 3KL takes logs of distances, which collapse on ties unless the noise is larger.
 DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
-# Patches per side of the tiles that pairs are processed in (see ``_pairs_in_tiles``).
+# Patches per side of the tiles that pairs are processed in (see ``_pair_sums``).
 _TILE = 8
-# Every _MILESTONE-th distance of a sorted neighbour row is kept (see ``_sorted_neighbours``).
-_MILESTONE = 8
+# Chunks of samples whose pair sums are kept apart and added in order, so that the result does
+# not depend on how many threads ran them.
+_CHUNKS = 16
 
 
 def mutual_information_matrix(
@@ -70,8 +73,8 @@ def mutual_information_matrix(
         (P, P) symmetric float64 array of MI in nats, NaN on the diagonal. Values are not clamped
         at 0: at independence the estimate scatters around 0. A coordinate with zero variance is
         left at 0 (only the jitter remains), so filter such patches with ``motion_entropy_mask``.
-        Memory: about ``P * N * N * 3`` bytes (sorted neighbour indices and every 8th distance);
-        P = 256, N = 480 needs about 180 MB.
+        Memory: the sorted rows of one sample per thread (``12 P N`` bytes) and the pair sums
+        of 16 chunks of samples (``64 P (P - 1)`` bytes): P = 256, N = 480 needs about 8 MB.
 
     Raises:
         ValueError: on a bad shape, estimator, ``k`` or ``theiler``, or too few samples.
@@ -213,33 +216,21 @@ def _all_pairs(
     coordinates = (0,) * n_coordinates
     offsets = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
     n_valid = (offsets > theiler).sum(axis=1)
-    order, milestones = _sorted_neighbours(points, theiler, coordinates)
     psi = digamma(np.arange(n + 2, dtype=np.float64))
     psi_n = psi[n_valid + 1].mean()
-    first, second, tile_starts = _pairs_in_tiles(n_patches)
     # Choose the walked patch by the distance to a neighbour near the typical count within eps
     # (a few times k): comparing the k-th walks about 10% more candidates. Every sample has at
     # least n - 2 * theiler - 1 candidates, so that position holds a neighbour in every row.
     rank = min(3 * k, n - 2 * theiler - 2)
-    sums = _pair_sums(
-        points,
-        order,
-        milestones,
-        n_valid,
-        first,
-        second,
-        tile_starts,
-        k,
-        rank,
-        estimator == "ksg",
-        psi,
-        coordinates,
+    partial, kth = _pair_sums(
+        points, theiler, rank, (np.inf,) * k, estimator == "ksg", psi, coordinates
     )
+    sums = partial.sum(axis=0)
+    first, second = np.triu_indices(n_patches, 1)
     if estimator == "ksg":
         mi = psi[k] + psi_n - sums / n
     else:
         # H_KL(S) - (d_S log 2): the log 2 terms cancel in H(X) + H(Y) - H(X, Y).
-        kth = _kth_neighbour_distances(points, order, k, coordinates)
         entropy = psi_n - psi[k] + dims * np.log(kth).mean(axis=-1)
         joint_entropy = psi_n - psi[k] + (dims[first] + dims[second]) * sums / n
         mi = entropy[first] + entropy[second] - joint_entropy
@@ -248,253 +239,234 @@ def _all_pairs(
     return result
 
 
-def _pairs_in_tiles(n_patches: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs i < j, grouped in tiles of ``_TILE`` patches of i by ``_TILE`` of j.
-
-    The pair kernel runs a tile's pairs sample by sample, so that the neighbour rows of one
-    sample for the tile's patches (a few kB) stay in the CPU's first-level cache for all of them;
-    pair by pair, a patch's rows for all samples must come back from memory for every pair.
-
-    Returns:
-        ``(first, second, tile_starts)``: the pairs' patch indices, tile by tile, and the
-        position of each tile's first pair followed by the number of pairs.
-    """
-    first, second = np.triu_indices(n_patches, 1)
-    tiles = first // _TILE * n_patches + second // _TILE
-    tiled = np.argsort(tiles, kind="stable")
-    tile_starts = np.flatnonzero(np.diff(tiles[tiled], prepend=-1, append=-1))
-    return first[tiled], second[tiled], tile_starts
-
-
-def _sorted_neighbours(
-    points: np.ndarray, theiler: int, coordinates: tuple
+@numba.njit(cache=True, parallel=True)
+def _pair_sums(
+    points: np.ndarray,
+    theiler: int,
+    rank: int,
+    infinities: tuple,
+    ksg: bool,
+    psi: np.ndarray,
+    coordinates: tuple,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every sample's neighbours outside the Theiler window, sorted by distance (then index).
+    """Per pair of patches, the sum over samples t of the estimator's pair term.
+
+    KSG: ``psi(n_x + 1) + psi(n_y + 1)``; 3KL: ``log eps``, with eps the distance to the k-th
+    nearest joint neighbour. Samples are taken one at a time, in ``_CHUNKS`` chunks run in
+    parallel: the neighbours of sample t are sorted for every patch, then every pair is solved
+    from the sorted rows (see ``_kth_joint_distance``), tile by tile of ``_TILE`` x ``_TILE``
+    patches so that the tile's rows stay in the CPU's caches. Each sample walks the patch whose
+    ``rank``-th neighbour is farther (fewer of its samples are near); its count falls out of
+    where the walk stopped and the other patch's count is a binary search in its sorted row.
 
     Args:
         points: (P, N, d) prepared samples.
         theiler: Theiler window.
-        coordinates: ``(0,) * d``, fixing d at compile time.
-
-    Returns:
-        ``(order, milestones)``: (P, N, N) neighbour indices (int16 while N fits, else int32),
-        row ``[p, t]`` starting with the ``n_valid[t]`` neighbours of sample t of patch p in
-        ascending L-infinity distance (the rest of the row is unused); and (P, N, ceil(N / 8))
-        float64 distances of every ``_MILESTONE``-th of them (inf past the last), which count the
-        neighbours within a radius in a few steps. Other distances are recomputed from the
-        samples when needed, which keeps the rows small enough to stay in the CPU caches.
-    """
-    n_patches, n = points.shape[:2]
-    order = np.empty((n_patches, n, n), dtype=np.int16 if n <= np.iinfo(np.int16).max else np.int32)
-    milestones = np.empty((n_patches, n, -(-n // _MILESTONE)))
-    _fill_sorted_neighbours(points, theiler, order, milestones, coordinates)
-    return order, milestones
-
-
-@numba.njit(cache=True, parallel=True)
-def _fill_sorted_neighbours(
-    points: np.ndarray,
-    theiler: int,
-    order: np.ndarray,
-    milestones: np.ndarray,
-    coordinates: tuple,
-) -> None:
-    """Fills ``order`` and ``milestones`` (see ``_sorted_neighbours``) by a bucket sort per row.
-
-    Distances go into buckets by the top bits of their float64 representation, which order
-    non-negative floats: the finest split of octaves whose buckets over the row's range number
-    fewer than 8 n. A counting sort by bucket then leaves only the disorder within buckets (a
-    neighbour or two each), which one insertion pass removes; ties keep the order of the sample
-    indices. The sort is O(N) per row for any spread of distances, against O(N log N) for a
-    comparison sort (measured twice as fast as numpy's sort of packed keys at N = 480).
-    """
-    n_patches, n = points.shape[:2]
-    n_buckets_max = 8 * n + 2
-    for p in numba.prange(n_patches):
-        values = np.empty(n)
-        value_bits = values.view(np.int64)
-        extremes = np.empty(2)
-        extreme_bits = extremes.view(np.int64)
-        indices = np.empty(n, dtype=np.int64)
-        buckets = np.empty(n, dtype=np.int64)
-        starts = np.empty(n_buckets_max + 1, dtype=np.int64)
-        sorted_values = np.empty(n)
-        sorted_indices = np.empty(n, dtype=np.int64)
-        for t in range(n):
-            m = 0
-            for s in range(n):
-                if abs(s - t) > theiler:
-                    values[m] = _distance(points, p, t, s, coordinates)
-                    indices[m] = s
-                    m += 1
-            extremes[0] = np.inf
-            extremes[1] = 0.0
-            for j in range(m):
-                if values[j] > 0.0:
-                    extremes[0] = min(extremes[0], values[j])
-                extremes[1] = max(extremes[1], values[j])
-            # Buckets by the exponent and the top mantissa bits, as many as fit in 8 n; zero
-            # distances (exact ties) go below the smallest positive one, into bucket 0.
-            shift = 40
-            if extremes[1] > 0.0:
-                while (extreme_bits[1] >> shift) - (extreme_bits[0] >> shift) >= n_buckets_max - 1:
-                    shift += 1
-                low = extreme_bits[0] >> shift
-                n_buckets = (extreme_bits[1] >> shift) - low + 2
-            else:
-                low = 0
-                n_buckets = 1
-            starts[: n_buckets + 1] = 0
-            for j in range(m):
-                bucket = 0 if values[j] == 0.0 else (value_bits[j] >> shift) - low + 1
-                buckets[j] = bucket
-                starts[bucket + 1] += 1
-            for bucket in range(n_buckets):
-                starts[bucket + 1] += starts[bucket]
-            for j in range(m):
-                position = starts[buckets[j]]
-                starts[buckets[j]] = position + 1
-                sorted_values[position] = values[j]
-                sorted_indices[position] = indices[j]
-            for j in range(1, m):
-                value = sorted_values[j]
-                if sorted_values[j - 1] <= value:
-                    continue
-                index = sorted_indices[j]
-                i = j
-                while i > 0 and sorted_values[i - 1] > value:
-                    sorted_values[i] = sorted_values[i - 1]
-                    sorted_indices[i] = sorted_indices[i - 1]
-                    i -= 1
-                sorted_values[i] = value
-                sorted_indices[i] = index
-            for j in range(m):
-                order[p, t, j] = sorted_indices[j]
-            for j in range(m, n):
-                order[p, t, j] = t
-            for block in range(milestones.shape[2]):
-                position = block * _MILESTONE
-                milestones[p, t, block] = sorted_values[position] if position < m else np.inf
-
-
-@numba.njit(cache=True, inline="always")
-def _distance(points: np.ndarray, patch: int, t: int, s: int, coordinates: tuple) -> float:
-    """L-infinity distance between samples t and s of one patch of (P, N, d) samples."""
-    distance = 0.0
-    for c in range(len(coordinates)):
-        distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
-    return distance
-
-
-@numba.njit(cache=True, parallel=True)
-def _kth_neighbour_distances(
-    points: np.ndarray, order: np.ndarray, k: int, coordinates: tuple
-) -> np.ndarray:
-    """(P, N) distance from every sample to its k-th nearest neighbour outside the window."""
-    n_patches, n = points.shape[:2]
-    kth = np.empty((n_patches, n))
-    for p in numba.prange(n_patches):
-        for t in range(n):
-            kth[p, t] = _distance(points, p, t, order[p, t, k - 1], coordinates)
-    return kth
-
-
-@numba.njit(cache=True, parallel=True)
-def _pair_sums(
-    points: np.ndarray,
-    order: np.ndarray,
-    milestones: np.ndarray,
-    n_valid: np.ndarray,
-    first: np.ndarray,
-    second: np.ndarray,
-    tile_starts: np.ndarray,
-    k: int,
-    rank: int,
-    ksg: bool,
-    psi: np.ndarray,
-    coordinates: tuple,
-) -> np.ndarray:
-    """Per pair (first[q], second[q]), the sum over samples t of the estimator's pair term.
-
-    KSG: ``psi(n_x + 1) + psi(n_y + 1)``; 3KL: ``log eps``, with eps the distance to the k-th
-    nearest joint neighbour. The joint distance is the maximum of the two marginal ones, so it
-    is never below the marginal distance of either patch: walking the neighbours of one patch
-    (the walked patch) in ascending marginal distance, once that distance reaches the k-th
-    smallest joint distance seen so far no later neighbour can enter the k nearest and the walk
-    stops. The walk visits every neighbour of the walked patch within eps, so each sample walks
-    the patch whose ``rank``-th neighbour is farther (fewer of its samples are near). The walked
-    count then falls out of the stopping position; the other patch's count skips along its row's
-    milestones, then steps through the last block.
-
-    Args:
-        points: (P, N, d) prepared samples.
-        order: (P, N, N) sorted neighbour rows (see ``_sorted_neighbours``).
-        milestones: (P, N, B) distances of every ``_MILESTONE``-th neighbour in ``order``.
-        n_valid: (N,) neighbours of each sample outside the Theiler window.
-        first, second: (Q,) patch indices of the pairs, tile by tile.
-        tile_starts: (T + 1,) position of each tile's first pair, then Q.
-        k: number of nearest neighbours.
-        rank: row position compared to choose the walked patch (below every ``n_valid``).
+        rank: row position compared to choose the walked patch (below every row's length).
+        infinities: ``(inf,) * k``, fixing k at compile time.
         ksg: True for KSG, False for 3KL.
         psi: digamma(0 .. N + 1).
         coordinates: ``(0,) * d``, fixing d at compile time.
 
     Returns:
-        (Q,) float64 sums.
+        ``(partial, kth)``: (C, P (P - 1) / 2) sums over each chunk of samples for the pairs in
+        ``np.triu_indices`` order (the caller adds the chunks in order, so the result does not
+        depend on the number of threads), and (P, N) each sample's distance to its k-th nearest
+        marginal neighbour.
     """
+    n_patches, n = points.shape[:2]
+    k = len(infinities)
+    n_chunks = min(_CHUNKS, n)
+    partial = np.zeros((n_chunks, n_patches * (n_patches - 1) // 2))
+    kth = np.empty((n_patches, n))
+    for chunk in numba.prange(n_chunks):
+        values = np.empty((n_patches, n))
+        indices = np.empty((n_patches, n), dtype=np.int32)
+        scratch = _sort_scratch(n)
+        for t in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            m = 0
+            for p in range(n_patches):
+                m = _sort_neighbours(
+                    points, p, t, theiler, values[p], indices[p], scratch, coordinates
+                )
+                kth[p, t] = values[p, k - 1]
+            for first_tile in range(0, n_patches, _TILE):
+                for second_tile in range(first_tile, n_patches, _TILE):
+                    for first in range(first_tile, min(first_tile + _TILE, n_patches)):
+                        # Pairs (first, first + 1), ... are consecutive in np.triu_indices order.
+                        row_start = first * (2 * n_patches - first - 1) // 2 - first - 1
+                        for second in range(
+                            max(second_tile, first + 1), min(second_tile + _TILE, n_patches)
+                        ):
+                            walked, other = first, second
+                            if values[first, rank] < values[second, rank]:
+                                walked, other = second, first
+                            eps, n_walked = _kth_joint_distance(
+                                points,
+                                other,
+                                t,
+                                values[walked],
+                                indices[walked],
+                                m,
+                                infinities,
+                                coordinates,
+                            )
+                            if ksg:
+                                n_other = _count_below(values[other], m, eps)
+                                term = psi[n_walked + 1] + psi[n_other + 1]
+                            else:
+                                term = np.log(eps)
+                            partial[chunk, row_start + second] += term
+    return partial, kth
+
+
+@numba.njit(cache=True, inline="always")
+def _kth_joint_distance(
+    points: np.ndarray,
+    other: int,
+    t: int,
+    values: np.ndarray,
+    indices: np.ndarray,
+    m: int,
+    infinities: tuple,
+    coordinates: tuple,
+) -> tuple[float, int]:
+    """The k-th smallest joint distance of sample t of a pair, and the walked patch's count.
+
+    The joint distance is the maximum of the two marginal ones, so it is never below the
+    walked patch's: walking that patch's neighbours (``values``, ``indices``: its sorted row,
+    ``m`` long) in ascending distance, once the distance reaches the k-th smallest joint
+    distance seen so far, no later neighbour can enter the k nearest and the walk stops. The k
+    smallest are a tuple, so that they stay in registers, kept by a branch-free insertion
+    network: whether a candidate enters is too unpredictable for a branch.
+
+    Returns:
+        ``(eps, n_walked)``: the k-th smallest joint distance and how many of the walked
+        patch's neighbours are nearer than it.
+    """
+    nearest = infinities
+    eps = np.inf
+    stop = 0
+    while stop < m:
+        walked_distance = values[stop]
+        if walked_distance >= eps:
+            break
+        s = indices[stop]
+        joint = walked_distance
+        for c in range(len(coordinates)):
+            joint = max(joint, abs(points[other, s, c] - points[other, t, c]))
+        for r in range(len(infinities)):
+            smaller = min(nearest[r], joint)
+            joint = max(nearest[r], joint)
+            nearest = tuple_setitem(nearest, r, smaller)
+        eps = nearest[len(infinities) - 1]
+        stop += 1
+    while stop > 0 and values[stop - 1] >= eps:
+        stop -= 1
+    return eps, stop
+
+
+@numba.njit(cache=True, inline="always")
+def _count_below(row: np.ndarray, m: int, bound: float) -> int:
+    """How many of the ascending ``row[:m]`` are below ``bound``: a binary search whose steps
+    are conditional moves, not branches (the direction of each step is a coin flip)."""
+    if m == 0:
+        return 0
+    base, size = 0, m
+    while size > 1:
+        half = size >> 1
+        base = base + half if row[base + half - 1] < bound else base
+        size -= half
+    return base + (1 if row[base] < bound else 0)
+
+
+@numba.njit(cache=True, inline="always")
+def _sort_neighbours(
+    points: np.ndarray,
+    patch: int,
+    t: int,
+    theiler: int,
+    values: np.ndarray,
+    indices: np.ndarray,
+    scratch: tuple,
+    coordinates: tuple,
+) -> int:
+    """Sorts the neighbours of sample t of ``patch`` by distance, in O(N).
+
+    Writes the samples s with ``|s - t| > theiler``, nearest first (ties in index order), into
+    ``indices`` and their L-infinity distances into ``values``, and returns their number; the
+    rest of both rows is left as it was. ``scratch`` is ``_sort_scratch(N)``, reused row after
+    row. Distances go into buckets by the top bits of their float64 representation, which order
+    non-negative floats: the finest split of octaves whose buckets over the row's range number
+    fewer than 8 N. A counting sort by bucket then leaves only the disorder within buckets (a
+    neighbour or two each), which one insertion pass removes. Measured twice as fast as numpy's
+    sort of packed keys at N = 480.
+    """
+    distances, candidates, buckets, starts, extremes = scratch
     n = points.shape[1]
-    n_milestones = milestones.shape[2]
-    sums = np.zeros(len(first))
-    for tile in numba.prange(len(tile_starts) - 1):
-        # The k smallest joint distances so far, ascending, kept by a branch-free insertion
-        # network: whether a candidate enters is too unpredictable for a branch.
-        nearest = np.empty(k)
-        for t in range(n):
-            for q in range(tile_starts[tile], tile_starts[tile + 1]):
-                walked, other = first[q], second[q]
-                if _distance(points, walked, t, order[walked, t, rank], coordinates) < _distance(
-                    points, other, t, order[other, t, rank], coordinates
-                ):
-                    walked, other = other, walked
-                nearest[:] = np.inf
-                eps = np.inf
-                stop = 0
-                while stop < n_valid[t]:
-                    s = order[walked, t, stop]
-                    walked_distance = _distance(points, walked, t, s, coordinates)
-                    if walked_distance >= eps:
-                        break
-                    joint = max(walked_distance, _distance(points, other, t, s, coordinates))
-                    for m in range(k - 1):
-                        smaller = min(nearest[m], joint)
-                        joint = max(nearest[m], joint)
-                        nearest[m] = smaller
-                    eps = min(eps, joint)
-                    nearest[k - 1] = eps
-                    stop += 1
-                if not ksg:
-                    sums[q] += np.log(eps)
-                    continue
-                n_walked = stop
-                while (
-                    n_walked > 0
-                    and _distance(points, walked, t, order[walked, t, n_walked - 1], coordinates)
-                    >= eps
-                ):
-                    n_walked -= 1
-                # Neighbours of the other patch closer than eps: whole blocks up to the last
-                # milestone below eps, then the rest of that block one by one.
-                blocks = 0
-                while blocks < n_milestones and milestones[other, t, blocks] < eps:
-                    blocks += 1
-                n_other = 0
-                if blocks > 0:
-                    n_other = (blocks - 1) * _MILESTONE + 1
-                    end = min(blocks * _MILESTONE, n_valid[t])
-                    while (
-                        n_other < end
-                        and _distance(points, other, t, order[other, t, n_other], coordinates) < eps
-                    ):
-                        n_other += 1
-                sums[q] += psi[n_walked + 1] + psi[n_other + 1]
-    return sums
+    m = 0
+    for s in range(n):
+        if abs(s - t) > theiler:
+            distance = 0.0
+            for c in range(len(coordinates)):
+                distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
+            distances[m] = distance
+            candidates[m] = s
+            m += 1
+    extremes[0] = np.inf
+    extremes[1] = 0.0
+    for j in range(m):
+        if distances[j] > 0.0:
+            extremes[0] = min(extremes[0], distances[j])
+        extremes[1] = max(extremes[1], distances[j])
+    # Buckets by the exponent and the top mantissa bits, as many as fit in 8 N; zero distances
+    # (exact ties) go below the smallest positive one, into bucket 0.
+    bits = distances.view(np.int64)
+    extreme_bits = extremes.view(np.int64)
+    n_buckets_max = 8 * n + 2
+    shift = 40
+    if extremes[1] > 0.0:
+        while (extreme_bits[1] >> shift) - (extreme_bits[0] >> shift) >= n_buckets_max - 1:
+            shift += 1
+        low = extreme_bits[0] >> shift
+        n_buckets = (extreme_bits[1] >> shift) - low + 2
+    else:
+        low = 0
+        n_buckets = 1
+    starts[: n_buckets + 1] = 0
+    for j in range(m):
+        bucket = 0 if distances[j] == 0.0 else (bits[j] >> shift) - low + 1
+        buckets[j] = bucket
+        starts[bucket + 1] += 1
+    for bucket in range(n_buckets):
+        starts[bucket + 1] += starts[bucket]
+    for j in range(m):
+        position = starts[buckets[j]]
+        starts[buckets[j]] = position + 1
+        values[position] = distances[j]
+        indices[position] = candidates[j]
+    for j in range(1, m):
+        value = values[j]
+        if values[j - 1] <= value:
+            continue
+        index = indices[j]
+        i = j
+        while i > 0 and values[i - 1] > value:
+            values[i] = values[i - 1]
+            indices[i] = indices[i - 1]
+            i -= 1
+        values[i] = value
+        indices[i] = index
+    return m
+
+
+@numba.njit(cache=True)
+def _sort_scratch(n: int) -> tuple:
+    """Buffers of ``_sort_neighbours`` for rows of N samples."""
+    return (
+        np.empty(n),
+        np.empty(n, dtype=np.int64),
+        np.empty(n, dtype=np.int64),
+        np.empty(8 * n + 3, dtype=np.int64),
+        np.empty(2),
+    )
