@@ -696,7 +696,9 @@ def smoke_fit(base: str, precision: str, loader: str, store: Path, plan: SuitePl
         if name in initial and torch.equal(p.detach().to(initial[name].device), initial[name])
     ]
     finite = all(math.isfinite(value) for value in metrics.values())
-    on_device = twin_devices == {str(model.device)}
+    # The training device, not model.device: Lightning's teardown moves the model back to the
+    # CPU after a CUDA fit, which made every GPU row fail this check.
+    on_device = twin_devices == {str(trainer.strategy.root_device)}
     return {
         "method": f"infoaug_{base}",
         "precision": precision,
