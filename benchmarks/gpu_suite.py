@@ -121,6 +121,8 @@ ROUND_MARGIN = 1.15
 # The study stops this long before the budget, leaving time to read back and write the summary.
 STUDY_MARGIN_S = 10.0
 NOT_AVAILABLE = "not available on this machine"
+# torch.amp.GradScaler's default init_scale, which Lightning's 16-mixed starts from.
+INITIAL_GRAD_SCALE = 2.0**16
 STACK = ("torch", "torchvision", "lightning", "torchmetrics", "solo-learn", "timm", "numpy")
 
 
@@ -707,6 +709,13 @@ def smoke_fit(base: str, precision: str, loader: str, store: Path, plan: SuitePl
     # The training device, not model.device: Lightning's teardown moves the model back to the
     # CPU after a CUDA fit, which made every GPU row fail this check.
     on_device = twin_devices == {str(trainer.strategy.root_device)}
+    notes = [f"unchanged: {', '.join(unchanged[:4])}"] if unchanged else []
+    # 16-mixed skips every step whose scaled gradients overflow and halves the scale: a fit
+    # shorter than its warm-up may change nothing, which is AMP at work, not a broken MI head.
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    if scaler is not None and scaler.is_enabled() and scaler.get_scale() < INITIAL_GRAD_SCALE:
+        skipped = round(math.log2(INITIAL_GRAD_SCALE / scaler.get_scale()))
+        notes.append(f"GradScaler skipped {skipped} of {trainer.global_step} steps (overflow)")
     return {
         "method": f"infoaug_{base}",
         "precision": precision,
@@ -721,7 +730,7 @@ def smoke_fit(base: str, precision: str, loader: str, store: Path, plan: SuitePl
         "twin_batch_device": ", ".join(sorted(twin_devices)),
         "seconds": round(seconds, 1),
         "ok": finite and bool(initial) and not unchanged and on_device,
-        "note": f"unchanged: {', '.join(unchanged[:4])}" if unchanged else "",
+        "note": "; ".join(notes),
     }
 
 
