@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -278,17 +277,8 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
-# One worker estimates the camera motion while the caller tracks the patches: both are mostly
-# OpenCV calls that release the GIL, and neither reads the other's result.
-_CAMERA_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camera")
-
-
 def analyse_window(
-    window: WindowFrames,
-    params: BuildParams,
-    seed: int,
-    depth: DepthProvider | None,
-    concurrent_camera: bool = True,
+    window: WindowFrames, params: BuildParams, seed: int, depth: DepthProvider | None
 ) -> tuple[WindowAnalysis, np.ndarray]:
     """Tracks, compensates camera motion, estimates MI and selects twins in one window.
 
@@ -297,25 +287,15 @@ def analyse_window(
         params: build parameters.
         seed: the window's seed.
         depth: optional depth provider.
-        concurrent_camera: estimate the camera motion in a worker thread during the tracking
-            (False: after it, in this thread); the results are the same either way.
 
     Returns:
         ``(analysis, positions)`` with positions (T, P, m, 2) the tracked points.
     """
-    camera = CameraModel(params.camera)
-    pending = (
-        _CAMERA_WORKER.submit(estimate_camera_motion, window.grays, camera)
-        if concurrent_camera
-        else None
-    )
     seeds = seed_grid_points(window.grays[0], params.grid, params.points_per_cell)
     positions, tracked = track_window(
         window.grays, seeds, LucasKanade(fb_threshold=params.fb_threshold)
     )
-    transforms = (
-        pending.result() if pending is not None else estimate_camera_motion(window.grays, camera)
-    )
+    transforms = estimate_camera_motion(window.grays, CameraModel(params.camera))
     samples = motion_samples(positions, transforms, window.frames, depth)
     # "Enough entropy" is judged on the displacements: a still patch's running sum of tracking
     # noise wanders and would pass a spread test on positions.

@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin_builder.pipeline import (
-    BuildParams,
-    analyse_window,
-    crop_box,
-    crop_offsets,
-    process_video,
-    select_twins,
-    window_seed,
-)
-from twin_builder.video import SkipReason, VideoInputError, VideoReader, describe_source
+from twin_builder.pipeline import BuildParams, crop_box, crop_offsets, process_video, select_twins
+from twin_builder.video import SkipReason, VideoInputError, describe_source
 
 ACCURACY_PARAMS = BuildParams(grid=4, window=120, max_side=None)
 
@@ -164,20 +156,3 @@ def test_frames_too_small_for_the_grid_are_refused(fast_clip):
     with pytest.raises(VideoInputError, match="grid cells under 8 px") as caught:
         process_video(describe_source(fast_clip), BuildParams(grid=16, window=24, max_side=None))
     assert caught.value.reason is SkipReason.TOO_SMALL
-
-
-def test_camera_motion_in_a_worker_thread_gives_the_sequential_results(sample_video):
-    source = describe_source(sample_video("carphone_pristine.mp4"))
-    params = BuildParams()
-    reader = VideoReader(source, params.max_side, params.cut_threshold)
-    windows = list(reader.windows(params.window, params.window_stride))
-    assert windows
-    for window in windows:
-        seed = window_seed(params.seed, source.video_id, window.start)
-        concurrent, concurrent_positions = analyse_window(window, params, seed, None)
-        sequential, sequential_positions = analyse_window(
-            window, params, seed, None, concurrent_camera=False
-        )
-        np.testing.assert_array_equal(concurrent_positions, sequential_positions)
-        for name in ("centres", "textured", "tracked", "valid", "mi", "twins"):
-            np.testing.assert_array_equal(getattr(concurrent, name), getattr(sequential, name))
