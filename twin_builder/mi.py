@@ -352,9 +352,7 @@ def _kth_joint_distance(
         if walked_distance >= eps:
             break
         s = indices[stop]
-        joint = walked_distance
-        for c in range(len(coordinates)):
-            joint = max(joint, abs(points[other, s, c] - points[other, t, c]))
+        joint = max(walked_distance, _distance(points, other, t, s, coordinates))
         for r in range(len(infinities)):
             smaller = min(nearest[r], joint)
             joint = max(nearest[r], joint)
@@ -367,11 +365,18 @@ def _kth_joint_distance(
 
 
 @numba.njit(cache=True, inline="always")
+def _distance(points: np.ndarray, patch: int, t: int, s: int, coordinates: tuple) -> float:
+    """L-infinity distance between samples t and s of one patch of (P, N, d) samples."""
+    distance = 0.0
+    for c in range(len(coordinates)):
+        distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
+    return distance
+
+
+@numba.njit(cache=True, inline="always")
 def _count_below(row: np.ndarray, m: int, bound: float) -> int:
-    """How many of the ascending ``row[:m]`` are below ``bound``: a binary search whose steps
-    are conditional moves, not branches (the direction of each step is a coin flip)."""
-    if m == 0:
-        return 0
+    """How many of the ascending ``row[:m]`` (m >= 1) are below ``bound``: a binary search whose
+    steps are conditional moves, not branches (the direction of each step is a coin flip)."""
     base, size = 0, m
     while size > 1:
         half = size >> 1
@@ -407,10 +412,7 @@ def _sort_neighbours(
     m = 0
     for s in range(n):
         if abs(s - t) > theiler:
-            distance = 0.0
-            for c in range(len(coordinates)):
-                distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
-            distances[m] = distance
+            distances[m] = _distance(points, patch, t, s, coordinates)
             candidates[m] = s
             m += 1
     extremes[0] = np.inf
