@@ -620,17 +620,9 @@ def smoke_cfg(base: str, store: Path, loader: str, plan: SuitePlan) -> DictConfi
     """The config of one smoke fit: ``step_overhead``'s heads, twins from ``store``.
 
     The first-epoch freezes of DINO's last layer and SwAV's prototypes are off, so that every MI
-    parameter trains in the few steps of a smoke fit. The optimiser is solo-learn's CIFAR recipe
-    (LARS, lr 0.3): with the step-ratio part's plain SGD at lr 0.1, VICReg diverges to NaN within
-    six steps in any precision, which the first GPU run misread as a bf16 failure.
+    parameter trains in the few steps of a smoke fit.
     """
     cfg = build_cfg(f"infoaug_{base}", plan.smoke_batch, plan.smoke_batch)
-    cfg.optimizer.update(
-        name="lars",
-        lr=0.3,
-        weight_decay=1e-4,
-        kwargs={"clip_lr": True, "eta": 0.02, "exclude_bias_n_norm": True},
-    )
     if base == "dino":
         cfg.method_kwargs.freeze_last_layer = 0
     if base == "swav":

@@ -151,15 +151,12 @@ def test_dry_run_fills_every_part_of_the_summary_within_three_minutes(tmp_path: 
     assert (out / "study.log").read_text().startswith("$ ")
 
 
-def test_vicreg_smoke_fit_stays_finite_for_six_steps_in_bf16(
-    gpu_suite: ModuleType, tmp_path: Path
-) -> None:
-    # The first GPU run's infoaug_vicreg NaN, reproduced on the CPU (with the old plain SGD at
-    # lr 0.1 it comes in fp32 too): the smoke fits' optimiser must train VICReg for more than
-    # the dry run's single step.
+def test_vicreg_smoke_fit_stays_finite_for_six_steps(gpu_suite: ModuleType, tmp_path: Path) -> None:
+    # The first GPU run's "bf16" infoaug_vicreg NaN, reproduced on the CPU: with the old plain
+    # SGD at lr 0.1 six steps give NaN in fp32 too (and bf16 on a CPU is four times slower).
     plan = dataclasses.replace(gpu_suite.dry_run_plan(), smoke_steps=6, smoke_batch=16)
     store = tmp_path / "store"
     gpu_suite.write_store(store, 64)
-    row = gpu_suite.smoke_fit("vicreg", "bf16-mixed", "torch", store, plan)
+    row = gpu_suite.smoke_fit("vicreg", "32", "torch", store, plan)
     assert row["steps"] == 6
     assert row["ok"], row
