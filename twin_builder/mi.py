@@ -18,16 +18,17 @@ With the max norm the joint distance of a pair is the element-wise maximum of th
 distances. For each sample t, every patch's neighbours are sorted once (a bucket sort on the bits
 of the distances, O(N)) and shared by its P - 1 pairs; then, per pair, the k-th nearest joint
 neighbour is found by walking one patch's sorted neighbours only as far as the k-th joint
-distance (no later neighbour can be nearer), the walked marginal count falls out of where the
-walk stopped, and the other count is a binary search in the other patch's sorted row. Per pair
-this costs about N sqrt(N) (the walk visits the marginal neighbours within eps, about sqrt(k N)
-for independent patches; 22 on average at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each
-patch's O(N^2) sorting shared by its P - 1 pairs. At the window lengths of mining (N = 60 to 480)
-a k-d tree in the 2d-dimensional joint space (O(log N) per query) and a scan along one sorted
-coordinate were both measured slower: each of their queries visits several times more
-candidates. The kernels are compiled once per sample dimension d and k on first use and cached on
-disk (numba's cache). ``benchmarks/mi_all_pairs.py`` times them against a per-pair loop of
-npeet-plus.
+distance (no later neighbour can be nearer), and both marginal counts are binary searches in the
+sorted rows. A patch is walked against four others at once, one per lane of an AVX register
+(``twin_builder.simd``); patches are ranked by how far their neighbours lie, so that the four
+walks sharing a register are about equally long. Per pair this costs about N sqrt(N) (the walk
+visits the marginal neighbours within eps, about sqrt(k N) for independent patches: 33 per group
+of four at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each patch's O(N^2) sorting shared by
+its P - 1 pairs. At the window lengths of mining (N = 60 to 480) a k-d tree in the
+2d-dimensional joint space (O(log N) per query) and a scan along one sorted coordinate were both
+measured slower: each of their queries visits several times more candidates. The kernels are
+compiled once per sample dimension d and k on first use and cached on disk (numba's cache).
+``benchmarks/mi_all_pairs.py`` times them against a per-pair loop of npeet-plus.
 """
 
 from __future__ import annotations
@@ -37,12 +38,24 @@ import numpy as np
 from numba.cpython.unsafe.tuple import tuple_setitem
 from scipy.special import digamma
 
+from twin_builder.simd import (
+    LANES,
+    absolute,
+    all_at_least,
+    get_lane,
+    load,
+    maximum,
+    minimum,
+    pack,
+    repeat,
+    splat,
+    subtract,
+)
+
 ESTIMATORS: tuple[str, ...] = ("ksg", "3kl")
 # Relative jitter (after standardisation) per estimator: KSG only counts neighbours, so the usual
 # 1e-10 is enough; 3KL takes logs of distances, which collapse on ties unless the noise is larger.
 DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
-# Patches per side of the tiles that pairs are processed in (see ``_pair_sums``).
-_TILE = 8
 # Chunks of samples whose pair sums are kept apart and added in order, so that the result does
 # not depend on how many threads ran them.
 _CHUNKS = 16
@@ -253,16 +266,16 @@ def _pair_sums(
 
     KSG: ``psi(n_x + 1) + psi(n_y + 1)``; 3KL: ``log eps``, with eps the distance to the k-th
     nearest joint neighbour. Samples are taken one at a time, in ``_CHUNKS`` chunks run in
-    parallel: the neighbours of sample t are sorted for every patch, then every pair is solved
-    from the sorted rows (see ``_kth_joint_distance``), tile by tile of ``_TILE`` x ``_TILE``
-    patches so that the tile's rows stay in the CPU's caches. Each sample walks the patch whose
-    ``rank``-th neighbour is farther (fewer of its samples are near); its count falls out of
-    where the walk stopped and the other patch's count is a binary search in its sorted row.
+    parallel. For sample t, every patch's neighbours are sorted, and the patches are ranked by
+    the distance to their ``rank``-th neighbour, farthest first: of each pair, the patch ranked
+    first (fewer of its samples are near) is walked (see ``_walk``). Each patch is walked
+    against the patches ranked after it, four at a time in the lanes of one vector register;
+    grouping them by rank keeps the four walks about equally long.
 
     Args:
         points: (P, N, d) prepared samples.
         theiler: Theiler window.
-        rank: row position compared to choose the walked patch (below every row's length).
+        rank: row position whose distance ranks the patches (below every row's length).
         infinities: ``(inf,) * k``, fixing k at compile time.
         ksg: True for KSG, False for 3KL.
         psi: digamma(0 .. N + 1).
@@ -274,14 +287,19 @@ def _pair_sums(
         depend on the number of threads), and (P, N) each sample's distance to its k-th nearest
         marginal neighbour.
     """
-    n_patches, n = points.shape[:2]
+    n_patches, n, d = points.shape
     k = len(infinities)
     n_chunks = min(_CHUNKS, n)
+    n_groups = (n_patches + LANES - 1) // LANES
     partial = np.zeros((n_chunks, n_patches * (n_patches - 1) // 2))
     kth = np.empty((n_patches, n))
     for chunk in numba.prange(n_chunks):
         values = np.empty((n_patches, n))
         indices = np.empty((n_patches, n), dtype=np.int32)
+        farthest_first = np.empty(n_patches)
+        # groups[g, s, c, lane]: coordinate c of sample s of the patch ranked 4 g + lane (the
+        # last patch repeated to fill the last group), so that one load fills the four lanes.
+        groups = np.empty((n_groups, n, d, LANES))
         scratch = _sort_scratch(n)
         for t in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
             m = 0
@@ -290,78 +308,138 @@ def _pair_sums(
                     points, p, t, theiler, values[p], indices[p], scratch, coordinates
                 )
                 kth[p, t] = values[p, k - 1]
-            for first_tile in range(0, n_patches, _TILE):
-                for second_tile in range(first_tile, n_patches, _TILE):
-                    for first in range(first_tile, min(first_tile + _TILE, n_patches)):
-                        # Pairs (first, first + 1), ... are consecutive in np.triu_indices order.
-                        row_start = first * (2 * n_patches - first - 1) // 2 - first - 1
-                        for second in range(
-                            max(second_tile, first + 1), min(second_tile + _TILE, n_patches)
-                        ):
-                            walked, other = first, second
-                            if values[first, rank] < values[second, rank]:
-                                walked, other = second, first
-                            eps, n_walked = _kth_joint_distance(
-                                points,
-                                other,
-                                t,
-                                values[walked],
-                                indices[walked],
-                                m,
-                                infinities,
-                                coordinates,
-                            )
-                            if ksg:
-                                n_other = _count_below(values[other], m, eps)
-                                term = psi[n_walked + 1] + psi[n_other + 1]
-                            else:
-                                term = np.log(eps)
-                            partial[chunk, row_start + second] += term
+                farthest_first[p] = -values[p, rank]
+            ranked = np.argsort(farthest_first)
+            members = ranked[np.minimum(np.arange(n_groups * LANES), n_patches - 1)]
+            members = members.reshape(n_groups, LANES)
+            for group in range(n_groups):
+                for s in range(n):
+                    for c in range(d):
+                        for lane in range(LANES):
+                            groups[group, s, c, lane] = points[members[group, lane], s, c]
+            for group in range(n_groups):
+                first = group * LANES
+                for walked_rank in range(min(first + LANES - 1, n_patches - 1)):
+                    walked = ranked[walked_rank]
+                    starts = pack(
+                        _lane_start(walked_rank, first, n_patches),
+                        _lane_start(walked_rank, first + 1, n_patches),
+                        _lane_start(walked_rank, first + 2, n_patches),
+                        _lane_start(walked_rank, first + 3, n_patches),
+                    )
+                    eps, stop = _walk(
+                        groups[group],
+                        t,
+                        values[walked],
+                        indices[walked],
+                        m,
+                        repeat(infinities, starts),
+                        coordinates,
+                    )
+                    if ksg:
+                        others = (
+                            members[group, 0],
+                            members[group, 1],
+                            members[group, 2],
+                            members[group, 3],
+                        )
+                        walked_counts = _count_below_lanes(
+                            values, (walked, walked, walked, walked), stop, eps
+                        )
+                        other_counts = _count_below_lanes(values, others, m, eps)
+                    for lane in range(LANES):
+                        other_rank = first + lane
+                        if other_rank <= walked_rank or other_rank >= n_patches:
+                            continue
+                        if ksg:
+                            term = psi[walked_counts[lane] + 1] + psi[other_counts[lane] + 1]
+                        else:
+                            term = np.log(get_lane(eps, lane))
+                        low = min(walked, members[group, lane])
+                        high = max(walked, members[group, lane])
+                        partial[
+                            chunk, low * (2 * n_patches - low - 1) // 2 + high - low - 1
+                        ] += term
     return partial, kth
 
 
 @numba.njit(cache=True, inline="always")
-def _kth_joint_distance(
-    points: np.ndarray,
-    other: int,
+def _lane_start(walked_rank: int, other_rank: int, n_patches: int) -> float:
+    """A lane's k nearest start at inf, or at -inf (never holding up the walk) when the lane's
+    patch is not ranked after the walked one or fills the last group."""
+    return np.inf if walked_rank < other_rank < n_patches else -np.inf
+
+
+@numba.njit(cache=True, inline="always")
+def _walk(
+    group: np.ndarray,
     t: int,
     values: np.ndarray,
     indices: np.ndarray,
     m: int,
-    infinities: tuple,
+    nearest: tuple,
     coordinates: tuple,
-) -> tuple[float, int]:
-    """The k-th smallest joint distance of sample t of a pair, and the walked patch's count.
+):
+    """The k-th smallest joint distance of sample t of four pairs sharing their walked patch.
 
     The joint distance is the maximum of the two marginal ones, so it is never below the
     walked patch's: walking that patch's neighbours (``values``, ``indices``: its sorted row,
-    ``m`` long) in ascending distance, once the distance reaches the k-th smallest joint
-    distance seen so far, no later neighbour can enter the k nearest and the walk stops. The k
-    smallest are a tuple, so that they stay in registers, kept by a branch-free insertion
-    network: whether a candidate enters is too unpredictable for a branch.
+    ``m`` long) in ascending distance, once the distance reaches every lane's k-th smallest joint
+    distance so far, no later neighbour can enter any lane's k nearest and the walk stops. The
+    k smallest of the four lanes are k vectors (``nearest``, from ``simd.repeat``), kept by an
+    insertion network of minima and maxima.
+
+    Args:
+        group: (N, d, 4) samples of the four other patches, one per lane.
 
     Returns:
-        ``(eps, n_walked)``: the k-th smallest joint distance and how many of the walked
-        patch's neighbours are nearer than it.
+        ``(eps, stop)``: the lanes' k-th smallest joint distances and how many neighbours were
+        walked (every later one is at least as far as each lane's eps).
     """
-    nearest = infinities
-    eps = np.inf
+    k = len(nearest)
+    d = len(coordinates)
     stop = 0
     while stop < m:
         walked_distance = values[stop]
-        if walked_distance >= eps:
+        if all_at_least(walked_distance, nearest[k - 1]):
             break
         s = indices[stop]
-        joint = max(walked_distance, _distance(points, other, t, s, coordinates))
-        for r in range(len(infinities)):
-            smaller = min(nearest[r], joint)
-            joint = max(nearest[r], joint)
+        joint = splat(walked_distance)
+        for c in range(d):
+            offset = subtract(load(group, (s * d + c) * LANES), load(group, (t * d + c) * LANES))
+            joint = maximum(joint, absolute(offset))
+        for r in range(k):
+            smaller = minimum(nearest[r], joint)
+            joint = maximum(nearest[r], joint)
             nearest = tuple_setitem(nearest, r, smaller)
-        eps = nearest[len(infinities) - 1]
         stop += 1
-    while stop > 0 and values[stop - 1] >= eps:
-        stop -= 1
-    return eps, stop
+    return nearest[k - 1], stop
+
+
+@numba.njit(cache=True, inline="always")
+def _count_below_lanes(values: np.ndarray, rows: tuple, m: int, bounds) -> tuple:
+    """For each lane, how many of the ascending ``values[rows[lane], :m]`` (m >= 1) are below
+    that lane of ``bounds``. Four binary searches run interleaved, so that their memory reads
+    overlap, and their steps are conditional moves (the direction of each step is a coin flip);
+    they are written out lane by lane because numba leaves a loop over lanes rolled."""
+    row0, row1, row2, row3 = rows
+    bound0, bound1 = get_lane(bounds, 0), get_lane(bounds, 1)
+    bound2, bound3 = get_lane(bounds, 2), get_lane(bounds, 3)
+    base0 = base1 = base2 = base3 = 0
+    size = m
+    while size > 1:
+        half = size >> 1
+        base0 = base0 + half if values[row0, base0 + half - 1] < bound0 else base0
+        base1 = base1 + half if values[row1, base1 + half - 1] < bound1 else base1
+        base2 = base2 + half if values[row2, base2 + half - 1] < bound2 else base2
+        base3 = base3 + half if values[row3, base3 + half - 1] < bound3 else base3
+        size -= half
+    return (
+        base0 + (values[row0, base0] < bound0),
+        base1 + (values[row1, base1] < bound1),
+        base2 + (values[row2, base2] < bound2),
+        base3 + (values[row3, base3] < bound3),
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -371,18 +449,6 @@ def _distance(points: np.ndarray, patch: int, t: int, s: int, coordinates: tuple
     for c in range(len(coordinates)):
         distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
     return distance
-
-
-@numba.njit(cache=True, inline="always")
-def _count_below(row: np.ndarray, m: int, bound: float) -> int:
-    """How many of the ascending ``row[:m]`` (m >= 1) are below ``bound``: a binary search whose
-    steps are conditional moves, not branches (the direction of each step is a coin flip)."""
-    base, size = 0, m
-    while size > 1:
-        half = size >> 1
-        base = base + half if row[base + half - 1] < bound else base
-        size -= half
-    return base + (1 if row[base] < bound else 0)
 
 
 @numba.njit(cache=True, inline="always")
