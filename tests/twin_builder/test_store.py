@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from twin_builder.build import Shard, build_store
-from twin_builder.pipeline import BuildParams
+from twin_builder.pipeline import BuildParams, process_video
 from twin_builder.video import describe_source
 from twin_store import ALL_COLUMNS, StoreWriter, TwinStoreError, merge_stores, open_store
-from twin_store.format import MANIFEST_REQUIRED_KEYS
+from twin_store.format import MANIFEST_REQUIRED_KEYS, PATCHES_DIR
 from twin_store.shards import read_journal
 
 
@@ -53,6 +54,17 @@ def _patch_bytes(store: Path) -> list[bytes]:
         for pair in range(len(twin_store))
         for patch in (twin_store.pairs.anchor[pair], twin_store.pairs.twin[pair])
     ]
+
+
+def test_patch_images_decode_to_exactly_the_pipelines_crops(tmp_path, fast_clip, fast_params):
+    build_store([fast_clip], tmp_path / "store", fast_params, progress=False)
+    twin_store = open_store(tmp_path / "store")
+    crops = process_video(describe_source(fast_clip), fast_params).patches
+    assert len(twin_store.patches.row) == len(crops)
+    for patch in range(len(twin_store.patches.row)):
+        member = twin_store.patch_name(patch).split("/", 2)[2]
+        image = cv2.imdecode(twin_store.read_patch(patch), cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(image, crops[f"{PATCHES_DIR}/{member}"])
 
 
 def test_a_build_writes_a_complete_store_of_tar_shards(tmp_path, three_clips, fast_params):
