@@ -473,20 +473,26 @@ def _sort_neighbours(
     neighbour or two each), which one insertion pass removes. Measured twice as fast as numpy's
     sort of packed keys at N = 480.
     """
-    distances, candidates, buckets, starts, extremes = scratch
+    distances, buckets, starts, extremes = scratch
     n = points.shape[1]
+    before = max(t - theiler, 0)
+    skipped = min(t + theiler + 1, n) - before
     m = 0
-    for s in range(n):
-        if abs(s - t) > theiler:
-            distances[m] = _distance(points, patch, t, s, coordinates)
-            candidates[m] = s
-            m += 1
-    extremes[0] = np.inf
-    extremes[1] = 0.0
+    # Candidate j is sample j before the Theiler window and j + skipped after it: two runs with
+    # no test per sample, and no index array to fill.
+    for s in range(before):
+        distances[m] = _distance(points, patch, t, s, coordinates)
+        m += 1
+    for s in range(before + skipped, n):
+        distances[m] = _distance(points, patch, t, s, coordinates)
+        m += 1
+    low_value = np.inf
+    high_value = 0.0
     for j in range(m):
-        if distances[j] > 0.0:
-            extremes[0] = min(extremes[0], distances[j])
-        extremes[1] = max(extremes[1], distances[j])
+        low_value = min(low_value, distances[j] if distances[j] > 0.0 else np.inf)
+        high_value = max(high_value, distances[j])
+    extremes[0] = low_value
+    extremes[1] = high_value
     # Buckets by the exponent and the top mantissa bits, as many as fit in 8 N; zero distances
     # (exact ties) go below the smallest positive one, into bucket 0.
     bits = distances.view(np.int64)
@@ -503,16 +509,16 @@ def _sort_neighbours(
         n_buckets = 1
     starts[: n_buckets + 1] = 0
     for j in range(m):
-        bucket = 0 if distances[j] == 0.0 else (bits[j] >> shift) - low + 1
-        buckets[j] = bucket
-        starts[bucket + 1] += 1
+        buckets[j] = 0 if distances[j] == 0.0 else (bits[j] >> shift) - low + 1
+    for j in range(m):
+        starts[buckets[j] + 1] += 1
     for bucket in range(n_buckets):
         starts[bucket + 1] += starts[bucket]
     for j in range(m):
         position = starts[buckets[j]]
         starts[buckets[j]] = position + 1
         values[position] = distances[j]
-        indices[position] = candidates[j]
+        indices[position] = j if j < before else j + skipped
     for j in range(1, m):
         value = values[j]
         if values[j - 1] <= value:
@@ -533,7 +539,6 @@ def _sort_scratch(n: int) -> tuple:
     """Buffers of ``_sort_neighbours`` for rows of N samples."""
     return (
         np.empty(n),
-        np.empty(n, dtype=np.int64),
         np.empty(n, dtype=np.int64),
         np.empty(8 * n + 3, dtype=np.int64),
         np.empty(2),
