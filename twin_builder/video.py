@@ -62,8 +62,10 @@ BRIGHTNESS_SAMPLE_EVERY = 4
 # change by more than STATIC_PIXEL_CHANGE grey levels (compression noise stays below both).
 STATIC_PIXEL_CHANGE = 12
 STATIC_CHANGED_FRACTION = 1e-3
-# Frames decoded ahead of the analysis in a thread (a 1280 x 720 frame is 2.7 MB).
-DECODE_AHEAD = 8
+# Bytes of frames decoded ahead of the analysis in a thread (at least one frame): 24 frames of
+# 1280 x 720, a whole 120-frame 176 x 144 clip. Small frames decode faster than a window is
+# analysed, so the next window is decoded meanwhile (8 frames ahead left that for afterwards).
+DECODE_AHEAD_BYTES = 64 << 20
 # The lone surrogates by which Python's file-system decoding keeps bytes that are not UTF-8.
 UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")
 
@@ -295,21 +297,28 @@ def _iter_bgr_frames(source: VideoSource) -> Iterator[np.ndarray]:
             capture.release()
 
 
-def decode_ahead(frames: Iterator[np.ndarray], depth: int = DECODE_AHEAD) -> Iterator[np.ndarray]:
-    """Runs ``frames`` in a thread, up to ``depth`` frames ahead of the consumer.
+def decode_ahead(
+    frames: Iterator[np.ndarray], max_bytes: int = DECODE_AHEAD_BYTES
+) -> Iterator[np.ndarray]:
+    """Runs ``frames`` in a thread, up to ``max_bytes`` of frames ahead of the consumer.
 
     OpenCV's decoding and the tracking and MI kernels release the GIL, so the next frames are
     decoded while the current window is analysed; the frames and their order are unchanged.
     An exception of ``frames`` is raised here, where the frame it stopped at would have come.
 
     Args:
-        frames: the frame iterator (run in the thread).
-        depth: most frames decoded ahead (memory: ``depth`` decoded frames).
+        frames: the frame iterator (run in the thread after its first frame, which sizes the
+            queue).
+        max_bytes: most bytes of frames decoded ahead, counted in frames of the first one's size
+            (at least one frame).
 
     Yields:
         The frames of ``frames``, in order.
     """
-    ready: queue.Queue = queue.Queue(maxsize=depth)
+    first = next(frames, None)
+    if first is None:
+        return
+    ready: queue.Queue = queue.Queue(maxsize=max(1, max_bytes // first.nbytes))
     stop = threading.Event()
     end = object()
 
@@ -337,6 +346,7 @@ def decode_ahead(frames: Iterator[np.ndarray], depth: int = DECODE_AHEAD) -> Ite
     thread = threading.Thread(target=produce, name="decode-ahead", daemon=True)
     thread.start()
     try:
+        yield first
         while (item := ready.get()) is not end:
             if isinstance(item, BaseException):
                 raise item

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,7 @@ def test_decode_ahead_keeps_frames_in_order_and_raises_where_decoding_stopped():
 
     seen = []
     with pytest.raises(VideoInputError, match="frame 20 does not decode"):
-        for frame in decode_ahead(frames(), depth=3):
+        for frame in decode_ahead(frames(), max_bytes=12):
             seen.append(int(frame[0, 0]))
     assert seen == list(range(20))
 
@@ -224,8 +225,24 @@ def test_decode_ahead_stops_its_thread_and_closes_the_source_when_left_early():
         finally:
             closed.append(True)
 
-    stream = decode_ahead(frames(), depth=2)
+    stream = decode_ahead(frames(), max_bytes=8)
     assert int(next(stream)[0, 0]) == 0
     stream.close()
     assert closed == [True]
     assert not any(thread.name == "decode-ahead" for thread in threading.enumerate())
+
+
+def test_decode_ahead_holds_at_most_max_bytes_of_frames_ahead():
+    decoded = []
+
+    def frames():
+        for index in range(100):
+            decoded.append(index)
+            yield np.zeros(1000, dtype=np.uint8)
+
+    stream = decode_ahead(frames(), max_bytes=5000)
+    next(stream)
+    time.sleep(0.3)
+    # The frame handed out, five queued, and one decoded that waits for room.
+    assert len(decoded) == 7
+    stream.close()
