@@ -8,7 +8,6 @@ forward-backward; a patch whose point is lost in any frame of the window is inva
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,11 +18,6 @@ import numpy as np
 # cell's strongest corner.
 CANDIDATES_PER_POINT = 8
 CORNER_QUALITY = 0.05
-# Tracker settings are tuned on frames whose shorter side is REFERENCE_SIDE px (640 x 360, the
-# default --max-side on 16:9 video); smaller frames get a proportionally smaller search window,
-# never below MIN_WIN_SIZE (the seed corners' block size: fewer pixels give an unstable fit).
-REFERENCE_SIDE = 360
-MIN_WIN_SIZE = 7
 
 
 @dataclass(frozen=True)
@@ -61,27 +55,6 @@ class LucasKanade:
             ),
         )
         return moved.reshape(-1, 2), status.reshape(-1).astype(bool)
-
-    def for_frame(self, height: int, width: int) -> LucasKanade:
-        """These settings for frames of ``height`` x ``width`` pixels.
-
-        On frames smaller than the reference, the window shrinks with the frame so that it covers
-        the same part of the scene, and the same pyramid levels reach the same share of the frame
-        (a 21 px window spans a whole grid cell of a 176 x 144 frame at grid 8, and costs twice
-        the tracking time of the scaled 9 px one). Frames at least as large keep these settings.
-
-        Args:
-            height: frame height in pixels.
-            width: frame width in pixels.
-
-        Returns:
-            The settings with ``win_size`` scaled (an odd number of pixels), or these settings.
-        """
-        scale = min(height, width) / REFERENCE_SIDE
-        if scale >= 1:
-            return self
-        win_size = min(self.win_size, max(MIN_WIN_SIZE, round(self.win_size * scale) | 1))
-        return dataclasses.replace(self, win_size=win_size)
 
     def step(
         self,

@@ -5,13 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from twin_builder.tracking import (
-    MIN_WIN_SIZE,
-    LucasKanade,
-    grid_cell_boxes,
-    seed_grid_points,
-    track_window,
-)
+from twin_builder.tracking import LucasKanade, grid_cell_boxes, seed_grid_points, track_window
 
 
 def _texture(side: int, seed: int = 0) -> np.ndarray:
@@ -83,30 +77,3 @@ def test_forward_backward_check_rejects_what_a_loose_threshold_accepts():
     _, same_ok = LucasKanade(fb_threshold=1.0).step(frame, frame, points)
     assert same_ok.all()
     assert not strict_ok.all()
-
-
-def test_frames_of_the_reference_size_or_larger_keep_the_tracker_settings():
-    tracker = LucasKanade(fb_threshold=0.5)
-    for height, width in ((360, 640), (480, 640), (720, 1280), (400, 360)):
-        assert tracker.for_frame(height, width) is tracker
-
-
-def test_small_frames_get_a_proportionally_smaller_odd_window_and_nothing_else_changes():
-    tracker = LucasKanade(fb_threshold=0.5)
-    scaled = tracker.for_frame(144, 176)  # 0.4 of the reference's shorter side
-    assert scaled.win_size == 9
-    assert scaled == LucasKanade(win_size=9, fb_threshold=0.5)
-    assert LucasKanade(win_size=11).for_frame(144, 176).win_size == MIN_WIN_SIZE
-    assert LucasKanade(win_size=5).for_frame(144, 176).win_size == 5
-
-
-def test_the_scaled_window_follows_a_known_translation_on_a_small_frame():
-    base = _texture(144)
-    frames = np.stack([_translated(base, 0.7 * t, -0.4 * t) for t in range(12)])
-    seeds = seed_grid_points(frames[0], grid=8)
-    tracker = LucasKanade().for_frame(144, 144)
-    positions, valid = track_window(frames, seeds, tracker)
-    inner = np.all((seeds.points[:, 0] > 20) & (seeds.points[:, 0] < 124), axis=-1)
-    assert tracker.win_size < LucasKanade().win_size and valid[inner].all()
-    motion = np.diff(positions[:, inner, 0], axis=0)
-    np.testing.assert_allclose(motion.mean(axis=(0, 1)), (0.7, -0.4), atol=0.05)
