@@ -22,7 +22,7 @@ distance (no later neighbour can be nearer), and both marginal counts are binary
 sorted rows. A patch is walked against four others at once, one per lane of an AVX register
 (``twin_builder.simd``); patches are ranked by how far their neighbours lie, so that the four
 walks sharing a register are about equally long. Per pair this costs about N sqrt(N) (the walk
-visits the marginal neighbours within eps, about sqrt(k N) for independent patches: 33 per group
+visits the marginal neighbours within eps, about sqrt(k N) for independent patches: 31 per group
 of four at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each patch's O(N^2) sorting shared by
 its P - 1 pairs. At the window lengths of mining (N = 60 to 480) a k-d tree in the
 2d-dimensional joint space (O(log N) per query) and a scan along one sorted coordinate were both
@@ -33,6 +33,7 @@ compiled once per sample dimension d and k on first use and cached on disk (numb
 
 from __future__ import annotations
 
+import llvmlite.binding
 import numba
 import numpy as np
 from numba.cpython.unsafe.tuple import tuple_setitem
@@ -56,6 +57,11 @@ ESTIMATORS: tuple[str, ...] = ("ksg", "3kl")
 # Relative jitter (after standardisation) per estimator: KSG only counts neighbours, so the usual
 # 1e-10 is enough; 3KL takes logs of distances, which collapse on ties unless the noise is larger.
 DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
+# LLVM's x86 backend turns conditional moves on a loop's critical path into branches, betting on
+# predictable conditions; in ``_count_below_lanes`` each step is a coin flip, and the branches
+# made counting 2.2x slower (measured). The option holds for the process's later compilations; it
+# changes code generation only, never results.
+llvmlite.binding.set_option("", "-x86-cmov-converter=false")
 # Chunks of samples whose pair sums are kept apart and added in order, so that the result does
 # not depend on how many threads ran them.
 _CHUNKS = 16
@@ -321,6 +327,12 @@ def _pair_sums(
                             groups[group, s, c, lane] = points[members[group, lane], s, c]
             for group in range(n_groups):
                 first = group * LANES
+                others = (
+                    members[group, 0],
+                    members[group, 1],
+                    members[group, 2],
+                    members[group, 3],
+                )
                 for walked_rank in range(min(first + LANES - 1, n_patches - 1)):
                     walked = ranked[walked_rank]
                     starts = pack(
@@ -339,12 +351,6 @@ def _pair_sums(
                         coordinates,
                     )
                     if ksg:
-                        others = (
-                            members[group, 0],
-                            members[group, 1],
-                            members[group, 2],
-                            members[group, 3],
-                        )
                         walked_counts = _count_below_lanes(
                             values, (walked, walked, walked, walked), stop, eps
                         )
@@ -357,8 +363,8 @@ def _pair_sums(
                             term = psi[walked_counts[lane] + 1] + psi[other_counts[lane] + 1]
                         else:
                             term = np.log(get_lane(eps, lane))
-                        low = min(walked, members[group, lane])
-                        high = max(walked, members[group, lane])
+                        low = min(walked, others[lane])
+                        high = max(walked, others[lane])
                         partial[
                             chunk, low * (2 * n_patches - low - 1) // 2 + high - low - 1
                         ] += term

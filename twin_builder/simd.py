@@ -9,18 +9,12 @@ comparisons, lane by lane, as the scalar code does them.
 
 from __future__ import annotations
 
-import llvmlite.binding
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 LANES = 4
-# LLVM's x86 backend turns conditional moves on a loop's critical path into branches, betting on
-# predictable conditions; in the kernels' binary searches each step is a coin flip, and the
-# branches made the counting of ``twin_builder.mi`` 2.2x slower (measured). Set for the process
-# once this module is imported: it changes code generation only, never results.
-llvmlite.binding.set_option("", "-x86-cmov-converter=false")
 _VECTOR = ir.VectorType(ir.DoubleType(), LANES)
 
 
