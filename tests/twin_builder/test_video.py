@@ -242,7 +242,11 @@ def test_decode_ahead_holds_at_most_max_bytes_of_frames_ahead():
 
     stream = decode_ahead(frames(), max_bytes=5000)
     next(stream)
-    time.sleep(0.3)
-    # The frame handed out, five queued, and one decoded that waits for room.
+    # The frame handed out, five queued, and one decoded that waits for room: wait for the
+    # thread to get there, then give it time to overshoot if it could.
+    deadline = time.monotonic() + 10
+    while len(decoded) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
     assert len(decoded) == 7
     stream.close()
