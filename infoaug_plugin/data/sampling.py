@@ -15,15 +15,17 @@ Rows of one frame share crops (a patch is the anchor of its own row and the twin
 two rows of one batch could show the same image, which contrastive MI losses would then push
 apart as negatives. The packing keeps every image file (anchor or twin) out of two rows of one
 global batch (all processes' rows of one step, which SimCLR and MoCo gather): a row that would
-repeat an image waits for the next batch that has room for it. Only a store whose images are
-shared by so many rows that a batch cannot be filled from ``LOOKAHEAD`` times its size in
-candidates gets batches that repeat an image, with a warning.
+repeat an image waits for the next batch that has room for it. A batch that still repeats one
+(the epoch's last batches, which have few rows left to choose from) swaps the row for one that is
+not loaded this epoch, or for a row of another batch, where each fits. Only a store whose images
+are shared by so many rows that no such swap exists gets batches that repeat an image, with a
+warning.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,7 +175,8 @@ def pack_without_repeats(
 
     A row whose anchor or twin is already in the batch being filled waits; each new batch first
     takes the waiting rows that fit (oldest first), then fresh rows. A batch that cannot be filled
-    from ``LOOKAHEAD * batch_size`` candidates is completed with the oldest waiting rows anyway.
+    from ``LOOKAHEAD * batch_size`` candidates is completed with the oldest waiting rows anyway,
+    and then mended by :func:`_swap_out_repeats`.
 
     Args:
         order: the rows in order of preference (a permutation of the rows).
@@ -188,8 +191,9 @@ def pack_without_repeats(
     images = list(zip(anchor_ids.tolist(), twin_ids.tolist()))
     fresh = iter(order.tolist())
     waiting: deque[int] = deque()
-    packed: list[int] = []
-    for _ in range(num_batches):
+    batches: list[list[int]] = []
+    completed: list[int] = []  # batches completed with waiting rows, which may repeat an image
+    for index in range(num_batches):
         batch: list[int] = []
         shown: set[int] = set()
         rejected: list[int] = []
@@ -206,10 +210,69 @@ def pack_without_repeats(
                 rejected.append(row)
         # Waiting rows are offered before fresh ones, so the rejected keep their age order.
         waiting.extendleft(reversed(rejected))
+        if len(batch) < batch_size:
+            completed.append(index)
         while len(batch) < batch_size:
             batch.append(waiting.popleft() if waiting else next(fresh))
-        packed.extend(batch)
-    return np.array(packed, dtype=np.int64)
+        batches.append(batch)
+    _swap_out_repeats(batches, completed, [*waiting, *fresh], images)
+    return np.array(batches, dtype=np.int64).reshape(-1)
+
+
+def _swap_out_repeats(
+    batches: list[list[int]],
+    completed: list[int],
+    unused: list[int],
+    images: list[tuple[int, int]],
+) -> None:
+    """Swaps, in place, each row of the ``completed`` batches that repeats an image of its batch
+    for a row where both fit.
+
+    The replacement is the first unused row (not loaded this epoch) that shows no image of the
+    rest of the batch, else the first row of another batch that fits here while the repeating
+    row fits there. Rows without such a swap stay (the caller warns).
+    """
+    counts: dict[int, Counter[int]] = {}
+
+    def shown(batch: int) -> Counter[int]:
+        """How many rows of ``batch`` show each image (counted when first needed)."""
+        if batch not in counts:
+            counts[batch] = Counter(image for row in batches[batch] for image in images[row])
+        return counts[batch]
+
+    def fits(row: int, batch: int, position: int) -> bool:
+        """Whether ``row`` shows no image of ``batch`` once its row at ``position`` leaves."""
+        leaving = images[batches[batch][position]]
+        return all(shown(batch)[image] == leaving.count(image) for image in images[row])
+
+    def put(row: int, batch: int, position: int) -> int:
+        """Puts ``row`` at ``position`` of ``batch``; returns the row it replaces."""
+        replaced = batches[batch][position]
+        shown(batch).subtract(images[replaced])
+        shown(batch).update(images[row])
+        batches[batch][position] = row
+        return replaced
+
+    for batch in completed:
+        for position, row in enumerate(batches[batch]):
+            if fits(row, batch, position):
+                continue
+            spare = next((i for i, r in enumerate(unused) if fits(r, batch, position)), None)
+            if spare is not None:
+                unused[spare] = put(unused[spare], batch, position)
+                continue
+            swap = next(
+                (
+                    (other, there)
+                    for other in range(len(batches))
+                    if other != batch
+                    for there, candidate in enumerate(batches[other])
+                    if fits(candidate, batch, position) and fits(row, other, there)
+                ),
+                None,
+            )
+            if swap is not None:
+                put(put(batches[swap[0]][swap[1]], batch, position), *swap)
 
 
 def _batches_with_repeats(batches: np.ndarray, anchor_ids: np.ndarray, twin_ids: np.ndarray) -> int:

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from infoaug_plugin.data import build_twin_loader
-from infoaug_plugin.data.sampling import EpochPlanner
+from infoaug_plugin.data.sampling import EpochPlanner, pack_without_repeats
 from twin_builder.cli import main as twin_builder
 from twin_builder.synthetic import make_twin_video, write_video
 from twin_store import StoreWriter, entry_from_rows, open_store
@@ -177,3 +177,24 @@ def test_store_that_cannot_avoid_repeats_warns_and_still_fills_every_batch(
         samples = planner.samples(0)
     assert len(set(samples.pair_ids.tolist())) == len(samples) == 16
     assert set(samples.twins.tolist()) == {int(open_store(store).pairs.twin[0])}
+
+
+@pytest.mark.parametrize(
+    ("images", "num_batches"),
+    [
+        # Rows 1-8 all show image 1 like row 0: the greedy pass exhausts its lookahead and completes
+        # the batch with a repeating row; the unused row 9 takes its place.
+        ([(1, 2), *((1, 10 + row) for row in range(1, 9)), (20, 21)], 1),
+        # Every row is loaded: row 3 repeats image 5 of row 2 in the last batch, so a row of the
+        # first batch trades places with one of them.
+        ([(1, 2), (3, 4), (5, 6), (5, 7)], 2),
+    ],
+)
+def test_packing_swaps_out_a_row_that_would_repeat_an_image(
+    images: list[tuple[int, int]], num_batches: int
+) -> None:
+    anchors, twins = (np.array(ids) for ids in zip(*images))
+    packed = pack_without_repeats(np.arange(len(images)), anchors, twins, 2, num_batches)
+    assert len(set(packed.tolist())) == len(packed) == 2 * num_batches
+    for first, second in packed.reshape(num_batches, 2):
+        assert set(images[first]).isdisjoint(images[second])
