@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from twin_builder.camera import CameraModel, estimate_camera_motion, residual_motion
+from twin_builder.camera import (
+    BACKGROUND_TRACKER,
+    CameraModel,
+    estimate_camera_motion,
+    residual_motion,
+)
 from twin_builder.depth import DepthProvider, depth_displacements
 from twin_builder.mi import motion_entropy_mask, mutual_information_matrix
 from twin_builder.tracking import LucasKanade, seed_grid_points, track_window
@@ -292,10 +297,12 @@ def analyse_window(
         ``(analysis, positions)`` with positions (T, P, m, 2) the tracked points.
     """
     seeds = seed_grid_points(window.grays[0], params.grid, params.points_per_cell)
-    positions, tracked = track_window(
-        window.grays, seeds, LucasKanade(fb_threshold=params.fb_threshold)
+    height, width = window.grays[0].shape
+    tracker = LucasKanade(fb_threshold=params.fb_threshold).for_frame(height, width)
+    positions, tracked = track_window(window.grays, seeds, tracker)
+    transforms = estimate_camera_motion(
+        window.grays, CameraModel(params.camera), BACKGROUND_TRACKER.for_frame(height, width)
     )
-    transforms = estimate_camera_motion(window.grays, CameraModel(params.camera))
     samples = motion_samples(positions, transforms, window.frames, depth)
     # "Enough entropy" is judged on the displacements: a still patch's running sum of tracking
     # noise wanders and would pass a spread test on positions.

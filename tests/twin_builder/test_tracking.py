@@ -5,7 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from twin_builder.tracking import LucasKanade, grid_cell_boxes, seed_grid_points, track_window
+from twin_builder.tracking import (
+    MIN_WIN_SIZE,
+    LucasKanade,
+    grid_cell_boxes,
+    seed_grid_points,
+    track_window,
+)
 
 
 def _texture(side: int, seed: int = 0) -> np.ndarray:
@@ -77,3 +83,38 @@ def test_forward_backward_check_rejects_what_a_loose_threshold_accepts():
     _, same_ok = LucasKanade(fb_threshold=1.0).step(frame, frame, points)
     assert same_ok.all()
     assert not strict_ok.all()
+
+
+def test_frames_of_the_reference_size_or_larger_keep_the_tracker_settings():
+    tracker = LucasKanade(fb_threshold=0.5)
+    for height, width in ((272, 640), (360, 640), (480, 640), (720, 1280), (640, 200), (384, 384)):
+        assert tracker.for_frame(height, width) is tracker
+
+
+def test_small_frames_get_a_proportionally_smaller_odd_window_and_nothing_else_changes():
+    tracker = LucasKanade(fb_threshold=0.5)
+    scaled = tracker.for_frame(144, 176)  # 0.4 of the reference's shorter side, 0.275 of its longer
+    assert scaled.win_size == 9
+    assert scaled == LucasKanade(win_size=9, fb_threshold=0.5)
+    assert tracker.for_frame(176, 144) == scaled
+    assert LucasKanade(win_size=5).for_frame(144, 176).win_size == 5
+
+
+def test_a_window_held_at_the_minimum_gets_fewer_pyramid_levels_to_keep_its_reach():
+    # 11 px and 3 levels reach 44 px on 640 x 360; 0.4 of that on 176 x 144 is 17.6 px, which
+    # the 7 px window reaches with 2 levels (14 px) more closely than with 3 (28 px).
+    scaled = LucasKanade(win_size=11, max_level=3).for_frame(144, 176)
+    assert (scaled.win_size, scaled.max_level) == (MIN_WIN_SIZE, 2)
+    assert LucasKanade().for_frame(144, 176).max_level == 3
+
+
+def test_the_scaled_window_follows_a_known_translation_on_a_small_frame():
+    base = _texture(144)
+    frames = np.stack([_translated(base, 0.7 * t, -0.4 * t) for t in range(12)])
+    seeds = seed_grid_points(frames[0], grid=8)
+    tracker = LucasKanade().for_frame(144, 144)
+    positions, valid = track_window(frames, seeds, tracker)
+    inner = np.all((seeds.points[:, 0] > 20) & (seeds.points[:, 0] < 124), axis=-1)
+    assert tracker.win_size < LucasKanade().win_size and valid[inner].all()
+    motion = np.diff(positions[:, inner, 0], axis=0)
+    np.testing.assert_allclose(motion.mean(axis=(0, 1)), (0.7, -0.4), atol=0.05)
