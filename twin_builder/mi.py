@@ -65,6 +65,10 @@ llvmlite.binding.set_option("", "-x86-cmov-converter=false")
 # Chunks of samples whose pair sums are kept apart and added in order, so that the result does
 # not depend on how many threads ran them.
 _CHUNKS = 16
+# Each row is sorted only as far as this many times the ranking position (and whatever shares the
+# last bucket); later neighbours stay unsorted. At N = 480 in ``benchmarks/mi_all_pairs.py`` no
+# walk went past 3 times it, and 2% of the counts do, which then scan the unsorted rest.
+NEAREST_PER_RANK = 4
 
 
 def mutual_information_matrix(
@@ -244,7 +248,14 @@ def _all_pairs(
     # holds a neighbour in every row.
     rank = min(int(np.sqrt(k * n)), n - 2 * theiler - 2)
     partial, kth = _pair_sums(
-        points, theiler, rank, (np.inf,) * k, estimator == "ksg", psi, coordinates
+        points,
+        theiler,
+        rank,
+        NEAREST_PER_RANK * rank + 1,
+        (np.inf,) * k,
+        estimator == "ksg",
+        psi,
+        coordinates,
     )
     sums = partial.sum(axis=0)
     first, second = np.triu_indices(n_patches, 1)
@@ -265,6 +276,7 @@ def _pair_sums(
     points: np.ndarray,
     theiler: int,
     rank: int,
+    nearest: int,
     infinities: tuple,
     ksg: bool,
     psi: np.ndarray,
@@ -284,6 +296,7 @@ def _pair_sums(
         points: (P, N, d) prepared samples.
         theiler: Theiler window.
         rank: row position whose distance ranks the patches (below every row's length).
+        nearest: how many neighbours of each row to sort at least (see ``_sort_neighbours``).
         infinities: ``(inf,) * k``, fixing k at compile time.
         ksg: True for KSG, False for 3KL.
         psi: digamma(0 .. N + 1).
@@ -308,15 +321,18 @@ def _pair_sums(
         # groups[g, s, c, lane]: coordinate c of sample s of the patch ranked 4 g + lane (the
         # last patch repeated to fill the last group), so that one load fills the four lanes.
         groups = np.empty((n_groups, n, d, LANES))
+        sorted_lengths = np.empty(n_patches, dtype=np.int64)
         scratch = _sort_scratch(n)
         for t in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
             m = 0
             for p in range(n_patches):
-                m = _sort_neighbours(
-                    points, p, t, theiler, values[p], indices[p], scratch, coordinates
+                m, sorted_lengths[p] = _sort_neighbours(
+                    points, p, t, theiler, nearest, values[p], indices[p], scratch, coordinates
                 )
                 kth[p, t] = values[p, k - 1]
                 farthest_first[p] = -values[p, rank]
+            # Every row is sorted this far, and its later neighbours are no nearer.
+            all_sorted = min(nearest, m)
             ranked = np.argsort(farthest_first)
             members = ranked[np.minimum(np.arange(n_groups * LANES), n_patches - 1)]
             members = members.reshape(n_groups, LANES)
@@ -346,15 +362,38 @@ def _pair_sums(
                         t,
                         values[walked],
                         indices[walked],
-                        m,
+                        sorted_lengths[walked],
                         repeat(infinities, starts),
                         coordinates,
                     )
+                    if stop == sorted_lengths[walked] < m:
+                        # The walk needs neighbours past the sorted ones (rare): sort the whole
+                        # row and walk again.
+                        _, sorted_lengths[walked] = _sort_neighbours(
+                            points,
+                            walked,
+                            t,
+                            theiler,
+                            m,
+                            values[walked],
+                            indices[walked],
+                            scratch,
+                            coordinates,
+                        )
+                        eps, stop = _walk(
+                            groups[group],
+                            t,
+                            values[walked],
+                            indices[walked],
+                            m,
+                            repeat(infinities, starts),
+                            coordinates,
+                        )
                     if ksg:
                         walked_counts = _count_below_lanes(
-                            values, (walked, walked, walked, walked), stop, eps
+                            values, (walked, walked, walked, walked), stop, stop, eps
                         )
-                        other_counts = _count_below_lanes(values, others, m, eps)
+                        other_counts = _count_below_lanes(values, others, all_sorted, m, eps)
                     for lane in range(LANES):
                         other_rank = first + lane
                         if other_rank <= walked_rank or other_rank >= n_patches:
@@ -391,10 +430,10 @@ def _walk(
     """The k-th smallest joint distance of sample t of four pairs sharing their walked patch.
 
     The joint distance is the maximum of the two marginal ones, so it is never below the
-    walked patch's: walking that patch's neighbours (``values``, ``indices``: its sorted row,
-    ``m`` long) in ascending distance, once the distance reaches every lane's k-th smallest joint
-    distance so far, no later neighbour can enter any lane's k nearest and the walk stops. The
-    k smallest of the four lanes are k vectors (``nearest``, from ``simd.repeat``), kept by an
+    walked patch's: walking that patch's neighbours (``values``, ``indices``: its row, sorted for
+    its first ``m``) in ascending distance, once the distance reaches every lane's k-th smallest
+    joint distance so far, no later neighbour can enter any lane's k nearest and the walk stops.
+    The k smallest of the four lanes are k vectors (``nearest``, from ``simd.repeat``), kept by an
     insertion network of minima and maxima.
 
     Args:
@@ -402,7 +441,8 @@ def _walk(
 
     Returns:
         ``(eps, stop)``: the lanes' k-th smallest joint distances and how many neighbours were
-        walked (every later one is at least as far as each lane's eps).
+        walked (every later one is at least as far as each lane's eps, unless ``stop == m``
+        where the row goes on unsorted).
     """
     k = len(nearest)
     d = len(coordinates)
@@ -425,16 +465,20 @@ def _walk(
 
 
 @numba.njit(cache=True, inline="always")
-def _count_below_lanes(values: np.ndarray, rows: tuple, m: int, bounds) -> tuple:
-    """For each lane, how many of the ascending ``values[rows[lane], :m]`` (m >= 1) are below
-    that lane of ``bounds``. Four binary searches run interleaved, so that their memory reads
+def _count_below_lanes(values: np.ndarray, rows: tuple, sorted_end: int, end: int, bounds) -> tuple:
+    """For each lane, how many of ``values[rows[lane], :end]`` are below that lane of ``bounds``.
+
+    The first ``sorted_end`` (>= 1) values of each row are ascending and no later value is below
+    them. Four binary searches of the sorted values run interleaved, so that their memory reads
     overlap, and their steps are conditional moves (the direction of each step is a coin flip);
-    they are written out lane by lane because numba leaves a loop over lanes rolled."""
+    they are written out lane by lane because numba leaves a loop over lanes rolled. A lane whose
+    bound is above all the sorted values also counts the rest by a scan.
+    """
     row0, row1, row2, row3 = rows
     bound0, bound1 = get_lane(bounds, 0), get_lane(bounds, 1)
     bound2, bound3 = get_lane(bounds, 2), get_lane(bounds, 3)
     base0 = base1 = base2 = base3 = 0
-    size = m
+    size = sorted_end
     while size > 1:
         half = size >> 1
         base0 = base0 + half if values[row0, base0 + half - 1] < bound0 else base0
@@ -443,11 +487,22 @@ def _count_below_lanes(values: np.ndarray, rows: tuple, m: int, bounds) -> tuple
         base3 = base3 + half if values[row3, base3 + half - 1] < bound3 else base3
         size -= half
     return (
-        base0 + (values[row0, base0] < bound0),
-        base1 + (values[row1, base1] < bound1),
-        base2 + (values[row2, base2] < bound2),
-        base3 + (values[row3, base3] < bound3),
+        _count_rest(values[row0], base0, sorted_end, end, bound0),
+        _count_rest(values[row1], base1, sorted_end, end, bound1),
+        _count_rest(values[row2], base2, sorted_end, end, bound2),
+        _count_rest(values[row3], base3, sorted_end, end, bound3),
     )
+
+
+@numba.njit(cache=True, inline="always")
+def _count_rest(row: np.ndarray, base: int, sorted_end: int, end: int, bound: float) -> int:
+    """A binary search's count, from its last step ``base``, plus the unsorted values below
+    ``bound`` when every sorted one is."""
+    count = base + (row[base] < bound)
+    if count == sorted_end:
+        for j in range(sorted_end, end):
+            count += row[j] < bound
+    return count
 
 
 @numba.njit(cache=True, inline="always")
@@ -465,47 +520,57 @@ def _sort_neighbours(
     patch: int,
     t: int,
     theiler: int,
+    nearest: int,
     values: np.ndarray,
     indices: np.ndarray,
     scratch: tuple,
     coordinates: tuple,
-) -> int:
-    """Sorts the neighbours of sample t of ``patch`` by distance, in O(N).
+) -> tuple[int, int]:
+    """Sorts the ``nearest`` nearest neighbours of sample t of ``patch`` by distance, in O(N).
 
-    Writes the samples s with ``|s - t| > theiler``, nearest first (ties in index order), into
-    ``indices`` and their L-infinity distances into ``values``, and returns their number; the
-    rest of both rows is left as it was. ``scratch`` is ``_sort_scratch(N)``, reused row after
-    row. Distances go into buckets by the top bits of their float64 representation, which order
-    non-negative floats: the finest split of octaves whose buckets over the row's range number
-    fewer than 8 N. A counting sort by bucket then leaves only the disorder within buckets (a
-    neighbour or two each), which one insertion pass removes. Measured twice as fast as numpy's
-    sort of packed keys at N = 480.
+    Writes the samples s with ``|s - t| > theiler`` into ``indices`` and their L-infinity
+    distances into ``values``: first at least ``nearest`` of them (all if there are fewer),
+    nearest first (ties in index order), then the others, each at least as far as every sorted
+    one, unsorted. The rest of both rows is left as it was. ``scratch`` is ``_sort_scratch(N)``,
+    reused row after row. Distances go into buckets by the top bits of their float64
+    representation, which order non-negative floats: the finest split of octaves whose buckets
+    over the row's range number fewer than 2 N. A counting sort by bucket, with every bucket past
+    the one that completes ``nearest`` merged into one unsorted bucket, then leaves only the
+    disorder within buckets (a neighbour or two each), which one insertion pass removes.
+
+    Returns:
+        ``(m, sorted_length)``: how many neighbours were written, and how many of them are sorted.
     """
     distances, buckets, starts, extremes = scratch
     n = points.shape[1]
     before = max(t - theiler, 0)
     skipped = min(t + theiler + 1, n) - before
-    m = 0
+    m = n - skipped
     # Candidate j is sample j before the Theiler window and j + skipped after it: two runs with
     # no test per sample, and no index array to fill.
-    for s in range(before):
-        distances[m] = _distance(points, patch, t, s, coordinates)
-        m += 1
-    for s in range(before + skipped, n):
-        distances[m] = _distance(points, patch, t, s, coordinates)
-        m += 1
     low_value = np.inf
     high_value = 0.0
-    for j in range(m):
-        low_value = min(low_value, distances[j] if distances[j] > 0.0 else np.inf)
-        high_value = max(high_value, distances[j])
+    for s in range(before):
+        distance = _distance(points, patch, t, s, coordinates)
+        distances[s] = distance
+        low_value = min(low_value, distance)
+        high_value = max(high_value, distance)
+    for s in range(before + skipped, n):
+        distance = _distance(points, patch, t, s, coordinates)
+        distances[s - skipped] = distance
+        low_value = min(low_value, distance)
+        high_value = max(high_value, distance)
+    if low_value == 0.0:
+        # Zero distances (exact ties) go into bucket 0, below the smallest positive one.
+        low_value = np.inf
+        for j in range(m):
+            low_value = min(low_value, distances[j] if distances[j] > 0.0 else np.inf)
     extremes[0] = low_value
     extremes[1] = high_value
-    # Buckets by the exponent and the top mantissa bits, as many as fit in 8 N; zero distances
-    # (exact ties) go below the smallest positive one, into bucket 0.
+    # Buckets by the exponent and the top mantissa bits, as many as fit in 2 N.
     bits = distances.view(np.int64)
     extreme_bits = extremes.view(np.int64)
-    n_buckets_max = 8 * n + 2
+    n_buckets_max = 2 * n + 2
     shift = 40
     if extremes[1] > 0.0:
         while (extreme_bits[1] >> shift) - (extreme_bits[0] >> shift) >= n_buckets_max - 1:
@@ -522,12 +587,16 @@ def _sort_neighbours(
         starts[buckets[j] + 1] += 1
     for bucket in range(n_buckets):
         starts[bucket + 1] += starts[bucket]
+    # Buckets after the one that completes ``nearest`` are merged into one, starting at its end.
+    last = np.searchsorted(starts[1 : n_buckets + 1], min(nearest, m))
+    sorted_length = starts[last + 1]
     for j in range(m):
-        position = starts[buckets[j]]
-        starts[buckets[j]] = position + 1
+        bucket = min(buckets[j], last + 1)
+        position = starts[bucket]
+        starts[bucket] = position + 1
         values[position] = distances[j]
         indices[position] = j if j < before else j + skipped
-    for j in range(1, m):
+    for j in range(1, sorted_length):
         value = values[j]
         if values[j - 1] <= value:
             continue
@@ -539,7 +608,7 @@ def _sort_neighbours(
             i -= 1
         values[i] = value
         indices[i] = index
-    return m
+    return m, sorted_length
 
 
 @numba.njit(cache=True)
@@ -548,6 +617,6 @@ def _sort_scratch(n: int) -> tuple:
     return (
         np.empty(n),
         np.empty(n, dtype=np.int64),
-        np.empty(8 * n + 3, dtype=np.int64),
+        np.empty(2 * n + 3, dtype=np.int64),
         np.empty(2),
     )

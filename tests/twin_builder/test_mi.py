@@ -14,7 +14,13 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.special import digamma
 from sklearn.feature_selection import mutual_info_regression
 
-from twin_builder.mi import motion_entropy_mask, mutual_information, mutual_information_matrix
+from twin_builder.mi import (
+    _sort_neighbours,
+    _sort_scratch,
+    motion_entropy_mask,
+    mutual_information,
+    mutual_information_matrix,
+)
 from twin_builder.synthetic import make_twin_video
 
 N = 1000
@@ -395,3 +401,28 @@ def test_pair_function_rejects_mismatched_lengths() -> None:
 def test_entropy_mask_rejects_samples_that_are_not_three_dimensional() -> None:
     with pytest.raises(ValueError, match=r"samples must be \(P, N, d\)"):
         motion_entropy_mask(np.zeros((50, 2)))
+
+
+@numba.njit
+def _sorted_row(points: np.ndarray, t: int, theiler: int, nearest: int) -> tuple:
+    n = points.shape[1]
+    values, indices = np.full(n, np.nan), np.full(n, -1, dtype=np.int32)
+    m, sorted_length = _sort_neighbours(
+        points, 0, t, theiler, nearest, values, indices, _sort_scratch(n), (0, 0)
+    )
+    return values, indices, m, sorted_length
+
+
+@pytest.mark.parametrize(("t", "theiler", "nearest"), [(0, 0, 37), (200, 5, 100), (479, 3, 480)])
+def test_rows_are_sorted_as_far_as_asked_and_no_later_neighbour_is_nearer(t, theiler, nearest):
+    points = np.random.default_rng(t).standard_normal((1, 480, 2))
+    values, indices, m, sorted_length = _sorted_row(points, t, theiler, nearest)
+    candidates = np.flatnonzero(np.abs(np.arange(480) - t) > theiler)
+    distances = np.abs(points[0, candidates] - points[0, t]).max(axis=1)
+    assert m == len(candidates)
+    assert min(nearest, m) <= sorted_length <= m
+    order = np.argsort(distances, kind="stable")[:sorted_length]
+    np.testing.assert_array_equal(indices[:sorted_length], candidates[order])
+    np.testing.assert_array_equal(values[:sorted_length], distances[order])
+    assert sorted(indices[:m].tolist()) == candidates.tolist()
+    assert values[sorted_length:m].min(initial=np.inf) >= values[sorted_length - 1]
