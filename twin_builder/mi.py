@@ -16,11 +16,12 @@ from the counts (a Theiler window), because autocorrelated series otherwise show
 All pairs are computed together in compiled (numba) kernels, parallel over chunks of samples.
 With the max norm the joint distance of a pair is the element-wise maximum of the two marginal
 distances. For each sample t, every patch's neighbours are sorted once (a bucket sort on the bits
-of the distances, O(N)) and shared by its P - 1 pairs; then, per pair, the k-th nearest joint
-neighbour is found by walking one patch's sorted neighbours only as far as the k-th joint
-distance (no later neighbour can be nearer), and both marginal counts are binary searches in the
-sorted rows. A patch is walked against four others at once, one per lane of an AVX register
-(``twin_builder.simd``); patches are ranked by how far their neighbours lie, so that the four
+of the distances, O(N), as far as 4 sqrt(k N) neighbours) and shared by its P - 1 pairs; then, per
+pair, the k-th nearest joint neighbour is found by walking one patch's sorted neighbours only as
+far as the k-th joint distance (no later neighbour can be nearer), and both marginal counts are
+binary searches in the sorted rows (a count past their sorted part scans the rest). A patch is
+walked against four others at once, one per lane of an AVX register (``twin_builder.simd``);
+patches are ranked by how far their neighbours lie, so that the four
 walks sharing a register are about equally long. Per pair this costs about N sqrt(N) (the walk
 visits the marginal neighbours within eps, about sqrt(k N) for independent patches: 31 per group
 of four at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each patch's O(N^2) sorting shared by
