@@ -70,6 +70,7 @@ _CHUNKS = 16
 # last bucket); later neighbours stay unsorted. At N = 480 in ``benchmarks/mi_all_pairs.py`` no
 # walk went past 3 times it, and 2% of the counts do, which then scan the unsorted rest.
 NEAREST_PER_RANK = 4
+_LARGEST_INT64 = np.iinfo(np.int64).max
 
 
 def mutual_information_matrix(
@@ -234,7 +235,8 @@ def _all_pairs(
     changes none of its L-infinity distances.
     """
     n_patches, n, n_coordinates = samples.shape
-    points = np.ascontiguousarray(samples)
+    # (P, d, N): a patch's distances to its other samples are then vector operations.
+    points = np.ascontiguousarray(samples.transpose(0, 2, 1))
     # The tuple's length is part of its numba type: every kernel is compiled once per d, with the
     # loops over coordinates unrolled (several times faster than a loop of run-time length).
     coordinates = (0,) * n_coordinates
@@ -294,7 +296,7 @@ def _pair_sums(
     grouping them by rank keeps the four walks about equally long.
 
     Args:
-        points: (P, N, d) prepared samples.
+        points: (P, d, N) prepared samples, coordinates first.
         theiler: Theiler window.
         rank: row position whose distance ranks the patches (below every row's length).
         nearest: how many neighbours of each row to sort at least (see ``_sort_neighbours``).
@@ -309,7 +311,7 @@ def _pair_sums(
         depend on the number of threads), and (P, N) each sample's distance to its k-th nearest
         marginal neighbour.
     """
-    n_patches, n, d = points.shape
+    n_patches, d, n = points.shape
     k = len(infinities)
     n_chunks = min(_CHUNKS, n)
     n_groups = (n_patches + LANES - 1) // LANES
@@ -341,7 +343,9 @@ def _pair_sums(
                 for s in range(n):
                     for c in range(d):
                         for lane in range(LANES):
-                            groups[group, s, c, lane] = points[members[group, lane], s, c]
+                            groups[group, s, c, lane] = points[
+                                _unsigned(members[group, lane]), c, s
+                            ]
             for group in range(n_groups):
                 first = group * LANES
                 others = (
@@ -409,6 +413,13 @@ def _pair_sums(
                             chunk, low * (2 * n_patches - low - 1) // 2 + high - low - 1
                         ] += term
     return partial, kth
+
+
+@numba.njit(cache=True, inline="always")
+def _unsigned(index: int):
+    """A non-negative index as unsigned, so that numba skips its negative-index wraparound (two
+    instructions per access, on the critical path of the binary searches)."""
+    return np.uint64(index)
 
 
 @numba.njit(cache=True, inline="always")
@@ -482,10 +493,10 @@ def _count_below_lanes(values: np.ndarray, rows: tuple, sorted_end: int, end: in
     size = sorted_end
     while size > 1:
         half = size >> 1
-        base0 = base0 + half if values[row0, base0 + half - 1] < bound0 else base0
-        base1 = base1 + half if values[row1, base1 + half - 1] < bound1 else base1
-        base2 = base2 + half if values[row2, base2 + half - 1] < bound2 else base2
-        base3 = base3 + half if values[row3, base3 + half - 1] < bound3 else base3
+        base0 = base0 + half if values[row0, _unsigned(base0 + half - 1)] < bound0 else base0
+        base1 = base1 + half if values[row1, _unsigned(base1 + half - 1)] < bound1 else base1
+        base2 = base2 + half if values[row2, _unsigned(base2 + half - 1)] < bound2 else base2
+        base3 = base3 + half if values[row3, _unsigned(base3 + half - 1)] < bound3 else base3
         size -= half
     return (
         _count_rest(values[row0], base0, sorted_end, end, bound0),
@@ -499,19 +510,21 @@ def _count_below_lanes(values: np.ndarray, rows: tuple, sorted_end: int, end: in
 def _count_rest(row: np.ndarray, base: int, sorted_end: int, end: int, bound: float) -> int:
     """A binary search's count, from its last step ``base``, plus the unsorted values below
     ``bound`` when every sorted one is."""
-    count = base + (row[base] < bound)
+    count = base + (row[_unsigned(base)] < bound)
     if count == sorted_end:
         for j in range(sorted_end, end):
-            count += row[j] < bound
+            count += row[_unsigned(j)] < bound
     return count
 
 
-@numba.njit(cache=True, inline="always")
+# Inlined by LLVM, not by numba (``inline="always"``), whose inlining keeps the loops that call it
+# from vectorising (measured).
+@numba.njit(cache=True)
 def _distance(points: np.ndarray, patch: int, t: int, s: int, coordinates: tuple) -> float:
-    """L-infinity distance between samples t and s of one patch of (P, N, d) samples."""
+    """L-infinity distance between samples t and s of one patch of (P, d, N) samples."""
     distance = 0.0
     for c in range(len(coordinates)):
-        distance = max(distance, abs(points[patch, s, c] - points[patch, t, c]))
+        distance = max(distance, abs(points[patch, c, s] - points[patch, c, t]))
     return distance
 
 
@@ -542,42 +555,34 @@ def _sort_neighbours(
     Returns:
         ``(m, sorted_length)``: how many neighbours were written, and how many of them are sorted.
     """
-    distances, buckets, starts, extremes = scratch
-    n = points.shape[1]
+    distances, buckets, starts = scratch
+    n = points.shape[2]
     before = max(t - theiler, 0)
     skipped = min(t + theiler + 1, n) - before
     m = n - skipped
     # Candidate j is sample j before the Theiler window and j + skipped after it: two runs with
     # no test per sample, and no index array to fill.
-    low_value = np.inf
-    high_value = 0.0
     for s in range(before):
-        distance = _distance(points, patch, t, s, coordinates)
-        distances[s] = distance
-        low_value = min(low_value, distance)
-        high_value = max(high_value, distance)
+        distances[s] = _distance(points, patch, t, s, coordinates)
     for s in range(before + skipped, n):
-        distance = _distance(points, patch, t, s, coordinates)
-        distances[s - skipped] = distance
-        low_value = min(low_value, distance)
-        high_value = max(high_value, distance)
-    if low_value == 0.0:
-        # Zero distances (exact ties) go into bucket 0, below the smallest positive one.
-        low_value = np.inf
-        for j in range(m):
-            low_value = min(low_value, distances[j] if distances[j] > 0.0 else np.inf)
-    extremes[0] = low_value
-    extremes[1] = high_value
-    # Buckets by the exponent and the top mantissa bits, as many as fit in 2 N.
+        distances[s - skipped] = _distance(points, patch, t, s, coordinates)
+    # Buckets by the exponent and the top mantissa bits, as many as fit in 2 N. The bits of
+    # non-negative floats order them as integers; integer extremes are a loop that vectorises
+    # (float ones are not, without fast-math). Zero distances (exact ties) go into bucket 0,
+    # below the smallest positive one.
     bits = distances.view(np.int64)
-    extreme_bits = extremes.view(np.int64)
+    low_bits = _LARGEST_INT64
+    high_bits = 0
+    for j in range(m):
+        low_bits = min(low_bits, bits[j] if bits[j] > 0 else _LARGEST_INT64)
+        high_bits = max(high_bits, bits[j])
     n_buckets_max = 2 * n + 2
     shift = 40
-    if extremes[1] > 0.0:
-        while (extreme_bits[1] >> shift) - (extreme_bits[0] >> shift) >= n_buckets_max - 1:
+    if high_bits > 0:
+        while (high_bits >> shift) - (low_bits >> shift) >= n_buckets_max - 1:
             shift += 1
-        low = extreme_bits[0] >> shift
-        n_buckets = (extreme_bits[1] >> shift) - low + 2
+        low = low_bits >> shift
+        n_buckets = (high_bits >> shift) - low + 2
     else:
         low = 0
         n_buckets = 1
@@ -585,18 +590,29 @@ def _sort_neighbours(
     for j in range(m):
         buckets[j] = 0 if distances[j] == 0.0 else (bits[j] >> shift) - low + 1
     for j in range(m):
-        starts[buckets[j] + 1] += 1
-    for bucket in range(n_buckets):
-        starts[bucket + 1] += starts[bucket]
-    # Buckets after the one that completes ``nearest`` are merged into one, starting at its end.
-    last = np.searchsorted(starts[1 : n_buckets + 1], min(nearest, m))
-    sorted_length = starts[last + 1]
+        starts[_unsigned(buckets[j] + 1)] += 1
+    # Bucket starts, as far as the bucket (``last``) that completes ``nearest``; later buckets
+    # are merged into one, starting at its end.
+    target = min(nearest, m)
+    last = -1
+    sorted_length = 0
+    while sorted_length < target:
+        last += 1
+        sorted_length += starts[_unsigned(last + 1)]
+        starts[_unsigned(last + 1)] = sorted_length
+    # The merged bucket's next position is kept in a register: through memory, as one counter,
+    # each of its neighbours (most of the row) would wait for the previous one's store.
+    tail = sorted_length
     for j in range(m):
-        bucket = min(buckets[j], last + 1)
-        position = starts[bucket]
-        starts[bucket] = position + 1
-        values[position] = distances[j]
-        indices[position] = j if j < before else j + skipped
+        bucket = buckets[j]
+        in_tail = bucket > last
+        counted = starts[_unsigned(min(bucket, last))]
+        position = tail if in_tail else counted
+        # A tail neighbour's store goes to the merged bucket's counter, which nothing reads.
+        starts[_unsigned(min(bucket, last + 1))] = position + 1
+        tail += in_tail
+        values[_unsigned(position)] = distances[j]
+        indices[_unsigned(position)] = j if j < before else j + skipped
     for j in range(1, sorted_length):
         value = values[j]
         if values[j - 1] <= value:
@@ -619,5 +635,4 @@ def _sort_scratch(n: int) -> tuple:
         np.empty(n),
         np.empty(n, dtype=np.int64),
         np.empty(2 * n + 3, dtype=np.int64),
-        np.empty(2),
     )

@@ -405,7 +405,7 @@ def test_entropy_mask_rejects_samples_that_are_not_three_dimensional() -> None:
 
 @numba.njit
 def _sorted_row(points: np.ndarray, t: int, theiler: int, nearest: int) -> tuple:
-    n = points.shape[1]
+    n = points.shape[2]
     values, indices = np.full(n, np.nan), np.full(n, -1, dtype=np.int32)
     m, sorted_length = _sort_neighbours(
         points, 0, t, theiler, nearest, values, indices, _sort_scratch(n), (0, 0)
@@ -413,12 +413,18 @@ def _sorted_row(points: np.ndarray, t: int, theiler: int, nearest: int) -> tuple
     return values, indices, m, sorted_length
 
 
+@pytest.mark.parametrize("decimals", [None, 1], ids=["continuous", "ties"])
 @pytest.mark.parametrize(("t", "theiler", "nearest"), [(0, 0, 37), (200, 5, 100), (479, 3, 480)])
-def test_rows_are_sorted_as_far_as_asked_and_no_later_neighbour_is_nearer(t, theiler, nearest):
-    points = np.random.default_rng(t).standard_normal((1, 480, 2))
+def test_rows_are_sorted_as_far_as_asked_and_no_later_neighbour_is_nearer(
+    t, theiler, nearest, decimals
+):
+    # (P, d, N), as the kernels take them; rounding makes exact ties and zero distances.
+    points = np.random.default_rng(t).standard_normal((1, 2, 480))
+    if decimals is not None:
+        points = np.round(points, decimals)
     values, indices, m, sorted_length = _sorted_row(points, t, theiler, nearest)
     candidates = np.flatnonzero(np.abs(np.arange(480) - t) > theiler)
-    distances = np.abs(points[0, candidates] - points[0, t]).max(axis=1)
+    distances = np.abs(points[0][:, candidates] - points[0][:, [t]]).max(axis=0)
     assert m == len(candidates)
     assert min(nearest, m) <= sorted_length <= m
     order = np.argsort(distances, kind="stable")[:sorted_length]
