@@ -56,12 +56,31 @@ def test_too_few_points_give_no_estimate():
     assert fit_camera_transform(before, before + 1, CameraModel.SIMILARITY) is None
 
 
-def test_an_inlier_fraction_below_half_gives_no_estimate():
+MODELS = [CameraModel.TRANSLATION, CameraModel.SIMILARITY, CameraModel.HOMOGRAPHY]
+
+
+def _minority_camera(rival: int) -> tuple[np.ndarray, np.ndarray]:
+    """100 points: 40 moved by the camera (1, 1), ``rival`` by one object (-6, 4), the rest
+    scattered at random."""
     before = _points(100)
-    after = before + 1
-    after[:60] = _points(60, seed=5)
-    assert fit_camera_transform(before, after, CameraModel.SIMILARITY) is None
-    assert fit_camera_transform(before, after, CameraModel.TRANSLATION) is None
+    after = before + np.float32(1.0)
+    after[40 : 40 + rival] = before[40 : 40 + rival] + np.float32([-6.0, 4.0])
+    after[40 + rival :] = _points(60 - rival, seed=5)
+    return before, after
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_minority_of_inliers_is_accepted_when_no_other_motion_rivals_it(model):
+    before, after = _minority_camera(rival=15)  # 40 against 15: dominant
+    fitted = fit_camera_transform(before, after, model)
+    assert fitted is not None
+    np.testing.assert_allclose(fitted / fitted[2, 2], [[1, 0, 1], [0, 1, 1], [0, 0, 1]], atol=1e-2)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_minority_of_inliers_gives_no_estimate_when_another_motion_rivals_it(model):
+    before, after = _minority_camera(rival=25)  # 40 against 25: below DOMINANCE = 2
+    assert fit_camera_transform(before, after, model) is None
 
 
 def test_model_none_gives_identities():
@@ -78,10 +97,16 @@ def test_residual_motion_is_what_the_camera_does_not_explain():
 
 
 @pytest.mark.parametrize(
-    "model", [CameraModel.TRANSLATION, CameraModel.SIMILARITY, CameraModel.HOMOGRAPHY]
+    ("model", "clip"),
+    [(model, {}) for model in MODELS]
+    # At 384 px, textured objects hold about half of the background corners. The homography's
+    # eight degrees of freedom still take up slow objects' motion there: 0.10-0.13 px/frame of
+    # mean residual on static cells.
+    + [(model, {"grid": 8, "frames": 40}) for model in MODELS[:2]],
+    ids=[f"192px-{model.value}" for model in MODELS] + [f"384px-{m.value}" for m in MODELS[:2]],
 )
-def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip, model):
-    path, truth = synthetic_clip(seed=0, camera_shift_px=6.0)
+def test_static_cells_keep_near_zero_motion_under_a_moving_camera(synthetic_clip, model, clip):
+    path, truth = synthetic_clip(seed=0, camera_shift_px=6.0, **clip)
     grays = _grays(path)
     seeds = seed_grid_points(grays[0], truth.grid)
     positions, valid = track_window(grays, seeds, LucasKanade())
