@@ -5,11 +5,11 @@ P in {64, 256} patches and window of N in {60, 120, 240, 480} samples it prints 
 window and per pair, npeet-plus's time per pair and for its whole per-pair loop, the ratio, and the
 largest difference between the two MI values; then our per-pair growth from N = 120 to N = 480 and
 which targets are met. Our numba kernels are compiled (or loaded from numba's on-disk cache) by a
-first, untimed call. Our time is the best of ``--rounds`` calls. npeet-plus is timed on a sample
-of pairs (all of them when there are few) and its per-pair time scaled to the full loop, which
-would take minutes. Background load slows our kernel, which runs one thread per core and waits for
-the slowest, more than the single-threaded reference, so measure on a quiet machine: on a busy
-one the ratio can halve.
+first, untimed call. Our time is the best of ``--rounds`` calls, the sizes taken in turn in each
+round. npeet-plus is timed on a sample of pairs (all of them when there are few) and its per-pair
+time scaled to the full loop, which would take minutes. Background load slows our kernel, which
+runs one thread per core and waits for the slowest, more than the single-threaded reference, so
+measure on a quiet machine: on a busy one the ratio can halve.
 
 Both sides get identical inputs: P patches of N smooth-ish 2-D motion samples (every fourth
 patch shares a latent with the next, like twins), standardised per coordinate and jittered once
@@ -61,14 +61,19 @@ def ours(samples: np.ndarray) -> np.ndarray:
     return mutual_information_matrix(samples, "ksg", k=K, theiler=0, jitter=0.0)
 
 
-def best_time(samples: np.ndarray, rounds: int) -> tuple[float, np.ndarray]:
-    """The fastest of ``rounds`` calls of our all-pairs kernel, and its matrix."""
-    best = np.inf
+def best_times(inputs: dict, rounds: int) -> dict:
+    """Per size, the fastest of ``rounds`` calls of our all-pairs kernel and its matrix. Every
+    round calls each size in turn, so that a slow spell of a shared machine slows all sizes, not
+    the few timed during it (the growth target compares two sizes)."""
+    best = {size: (np.inf, None) for size in inputs}
     for _ in range(rounds):
-        start = time.perf_counter()
-        matrix = ours(samples)
-        best = min(best, time.perf_counter() - start)
-    return best, matrix
+        for size, samples in inputs.items():
+            start = time.perf_counter()
+            matrix = ours(samples)
+            elapsed = time.perf_counter() - start
+            if elapsed < best[size][0]:
+                best[size] = (elapsed, matrix)
+    return best
 
 
 def reference_pairs(samples: np.ndarray, pairs: np.ndarray) -> tuple[float, np.ndarray]:
@@ -81,12 +86,18 @@ def reference_pairs(samples: np.ndarray, pairs: np.ndarray) -> tuple[float, np.n
     return (time.perf_counter() - start) / len(pairs), values
 
 
-def measure(patches: int, samples: int, rounds: int) -> dict:
-    """One row of the table: our time, npeet-plus's extrapolated loop, their ratio and agreement."""
+def make_inputs(patches: int, samples: int) -> tuple[np.ndarray, np.random.Generator]:
+    """One size's prepared samples, and the generator that then draws its reference pairs."""
     rng = np.random.default_rng(SEED)
-    inputs = prepare(smooth_motion(patches, samples, rng), rng)
+    return prepare(smooth_motion(patches, samples, rng), rng), rng
+
+
+def measure(
+    inputs: np.ndarray, rng: np.random.Generator, window_s: float, matrix: np.ndarray
+) -> dict:
+    """One row of the table: our time, npeet-plus's extrapolated loop, their ratio and agreement."""
+    patches, samples = inputs.shape[:2]
     n_pairs = patches * (patches - 1) // 2
-    window_s, matrix = best_time(inputs, rounds)
     all_pairs = np.stack(np.triu_indices(patches, 1), axis=1)
     chosen = rng.choice(n_pairs, size=min(REFERENCE_SAMPLE, n_pairs), replace=False)
     reference_pair_s, reference = reference_pairs(inputs, all_pairs[chosen])
@@ -181,12 +192,13 @@ def main() -> None:
         f"JIT warm-up (compile or load from cache), not timed: {time.perf_counter() - start:.2f} s"
     )
     print(f"KSG, k={K}, d={DIMS}, theiler=0; ours: best of {args.rounds} calls")
+    prepared = {(p, n): make_inputs(p, n) for p in PATCHES for n in SAMPLES}
+    timed = best_times({size: inputs for size, (inputs, _) in prepared.items()}, args.rounds)
     print(HEADER)
     rows = []
-    for patches in PATCHES:
-        for samples in SAMPLES:
-            rows.append(measure(patches, samples, args.rounds))
-            print(format_row(rows[-1]), flush=True)
+    for size, (inputs, rng) in prepared.items():
+        rows.append(measure(inputs, rng, *timed[size]))
+        print(format_row(rows[-1]), flush=True)
     targets = evaluate_targets(rows)
     print_targets(targets)
     if args.json:
