@@ -85,12 +85,13 @@ def fit_camera_transform(
         runner_up = _fit_with_inliers(previous[~inliers], current[~inliers], model)
         if runner_up is not None and count < DOMINANCE * np.count_nonzero(runner_up[1]):
             return None
-    # Slow objects' points within the RANSAC threshold bias the fit (see REFINE_PX).
+    # Slow objects' points within the RANSAC threshold bias the fit (see REFINE_PX). OpenCV maps
+    # the points: ``apply_transforms`` (one transform per frame) takes 10x as long for one.
     offsets = cv2.perspectiveTransform(previous[None], transform)[0] - current
     tight = np.einsum("ij,ij->i", offsets, offsets) < REFINE_PX**2
     if np.count_nonzero(tight) < MIN_POINTS:
         return transform
-    refined = _least_squares(previous[tight], current[tight], model)
+    refined = _refit(previous[tight], current[tight], model)
     return transform if refined is None else refined
 
 
@@ -105,16 +106,15 @@ def _fit_with_inliers(
     if model is CameraModel.TRANSLATION:
         moves = current - previous
         shift = np.median(moves, axis=0)
-        inliers = np.linalg.norm(moves - shift, axis=1) < TRANSLATION_INLIER_PX
-        if np.count_nonzero(inliers) < MIN_INLIER_FRACTION * len(moves):
+        agreeing = np.linalg.norm(moves - shift, axis=1) < TRANSLATION_INLIER_PX
+        if np.count_nonzero(agreeing) < MIN_INLIER_FRACTION * len(moves):
             # The median is the camera's move only when most points follow it.
             hypotheses = moves[:: max(1, len(moves) // TRANSLATION_HYPOTHESES)]
             distances = np.linalg.norm(hypotheses[:, None] - moves[None], axis=-1)
             agree = distances < TRANSLATION_INLIER_PX
             shift = np.median(moves[agree[agree.sum(axis=1).argmax()]], axis=0)
-            inliers = np.linalg.norm(moves - shift, axis=1) < TRANSLATION_INLIER_PX
         transform[:2, 2] = shift
-        return transform, inliers
+        return transform, np.linalg.norm(moves - shift, axis=1) < TRANSLATION_INLIER_PX
     if model is CameraModel.SIMILARITY:
         affine, inliers = cv2.estimateAffinePartial2D(
             previous, current, method=cv2.RANSAC, ransacReprojThreshold=SIMILARITY_RANSAC_PX
@@ -129,23 +129,24 @@ def _fit_with_inliers(
     return transform, inliers.ravel().astype(bool)
 
 
-def _least_squares(
-    previous: np.ndarray, current: np.ndarray, model: CameraModel
-) -> np.ndarray | None:
-    """The model's least-squares (3, 3) transform of (N, 2) points that all follow it (None where
-    OpenCV finds no homography). The similarity's is closed-form on centred points."""
+def _refit(previous: np.ndarray, current: np.ndarray, model: CameraModel) -> np.ndarray | None:
+    """The model's (3, 3) transform of (N, 2) points that all follow it, without RANSAC (None
+    where OpenCV finds no homography): least squares for the similarity (closed-form on centred
+    points) and the homography, the median move for the translation, as its robust fit takes."""
+    transform = np.eye(3)
+    if model is CameraModel.TRANSLATION:
+        transform[:2, 2] = np.median(current - previous, axis=0)
+        return transform
     if model is CameraModel.HOMOGRAPHY:
         return cv2.findHomography(previous, current, 0)[0]
-    transform = np.eye(3)
     centre_before = previous.mean(axis=0, dtype=np.float64)
     centre_after = current.mean(axis=0, dtype=np.float64)
-    if model is CameraModel.SIMILARITY:
-        before = previous - centre_before
-        cross = before.T @ (current - centre_after)
-        norm = np.vdot(before, before)
-        # [[a, -b], [b, a]]: the scale times the rotation's cosine and sine.
-        a, b = (cross[0, 0] + cross[1, 1]) / norm, (cross[0, 1] - cross[1, 0]) / norm
-        transform[:2, :2] = [[a, -b], [b, a]]
+    before = previous - centre_before
+    cross = before.T @ (current - centre_after)
+    norm = np.vdot(before, before)
+    # [[a, -b], [b, a]]: the scale times the rotation's cosine and sine.
+    a, b = (cross[0, 0] + cross[1, 1]) / norm, (cross[0, 1] - cross[1, 0]) / norm
+    transform[:2, :2] = [[a, -b], [b, a]]
     transform[:2, 2] = centre_after - transform[:2, :2] @ centre_before
     return transform
 
