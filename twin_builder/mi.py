@@ -19,9 +19,9 @@ distances. For each sample t, every patch's neighbours are sorted once (a bucket
 of the distances, O(N), as far as 4 sqrt(k N) neighbours) and shared by its P - 1 pairs; then, per
 pair, the k-th nearest joint neighbour is found by walking one patch's sorted neighbours only as
 far as the k-th joint distance (no later neighbour can be nearer), and both marginal counts are
-binary searches in the sorted rows (a count past their sorted part scans the rest). A patch is
-walked against four others at once, one per lane of an AVX register (``twin_builder.simd``);
-patches are ranked by how far their neighbours lie, so that the four
+binary searches in the sorted rows (a count past their sorted part scans all the distances). A
+patch is walked against four others at once, one per lane of an AVX register
+(``twin_builder.simd``); patches are ranked by how far their neighbours lie, so that the four
 walks sharing a register are about equally long. Per pair this costs about N sqrt(N) (the walk
 visits the marginal neighbours within eps, about sqrt(k N) for independent patches: 31 per group
 of four at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each patch's O(N^2) sorting shared by
@@ -98,8 +98,9 @@ def mutual_information_matrix(
         (P, P) symmetric float64 array of MI in nats, NaN on the diagonal. Values are not clamped
         at 0: at independence the estimate scatters around 0. A coordinate with zero variance is
         left at 0 (only the jitter remains), so filter such patches with ``motion_entropy_mask``.
-        Memory: the sorted rows of one sample per thread (``12 P N`` bytes) and the pair sums
-        of 16 chunks of samples (``64 P (P - 1)`` bytes): P = 256, N = 480 needs about 8 MB.
+        Memory: per thread, the distances and sorted rows of one sample and the samples laid
+        out for the vector walk (``(20 + 8 d) P N`` bytes), and the pair sums of 16 chunks of
+        samples (``64 P (P - 1)`` bytes): P = 256, N = 480, d = 2 needs about 14 MB on 2 threads.
 
     Raises:
         ValueError: on a bad shape, estimator, ``k`` or ``theiler``, or too few samples.
@@ -318,6 +319,8 @@ def _pair_sums(
     partial = np.zeros((n_chunks, n_patches * (n_patches - 1) // 2))
     kth = np.empty((n_patches, n))
     for chunk in numba.prange(n_chunks):
+        # Per patch, its distances to the other samples (in sample order) and their sorted part.
+        distances = np.empty((n_patches, n))
         values = np.empty((n_patches, n))
         indices = np.empty((n_patches, n), dtype=np.int32)
         farthest_first = np.empty(n_patches)
@@ -330,7 +333,16 @@ def _pair_sums(
             m = 0
             for p in range(n_patches):
                 m, sorted_lengths[p] = _sort_neighbours(
-                    points, p, t, theiler, nearest, values[p], indices[p], scratch, coordinates
+                    points,
+                    p,
+                    t,
+                    theiler,
+                    nearest,
+                    distances,
+                    values,
+                    indices,
+                    scratch,
+                    coordinates,
                 )
                 kth[p, t] = values[p, k - 1]
                 farthest_first[p] = -values[p, rank]
@@ -363,10 +375,12 @@ def _pair_sums(
                         _lane_start(walked_rank, first + 3, n_patches),
                     )
                     eps, stop = _walk(
-                        groups[group],
+                        groups,
+                        group,
                         t,
-                        values[walked],
-                        indices[walked],
+                        values,
+                        indices,
+                        walked,
                         sorted_lengths[walked],
                         repeat(infinities, starts),
                         coordinates,
@@ -380,25 +394,30 @@ def _pair_sums(
                             t,
                             theiler,
                             m,
-                            values[walked],
-                            indices[walked],
+                            distances,
+                            values,
+                            indices,
                             scratch,
                             coordinates,
                         )
                         eps, stop = _walk(
-                            groups[group],
+                            groups,
+                            group,
                             t,
-                            values[walked],
-                            indices[walked],
+                            values,
+                            indices,
+                            walked,
                             m,
                             repeat(infinities, starts),
                             coordinates,
                         )
                     if ksg:
                         walked_counts = _count_below_lanes(
-                            values, (walked, walked, walked, walked), stop, stop, eps
+                            values, distances, (walked, walked, walked, walked), stop, stop, eps
                         )
-                        other_counts = _count_below_lanes(values, others, all_sorted, m, eps)
+                        other_counts = _count_below_lanes(
+                            values, distances, others, all_sorted, m, eps
+                        )
                     for lane in range(LANES):
                         other_rank = first + lane
                         if other_rank <= walked_rank or other_rank >= n_patches:
@@ -431,10 +450,12 @@ def _lane_start(walked_rank: int, other_rank: int, n_patches: int) -> float:
 
 @numba.njit(cache=True, inline="always")
 def _walk(
-    group: np.ndarray,
+    groups: np.ndarray,
+    group: int,
     t: int,
     values: np.ndarray,
     indices: np.ndarray,
+    walked: int,
     m: int,
     nearest: tuple,
     coordinates: tuple,
@@ -442,14 +463,17 @@ def _walk(
     """The k-th smallest joint distance of sample t of four pairs sharing their walked patch.
 
     The joint distance is the maximum of the two marginal ones, so it is never below the
-    walked patch's: walking that patch's neighbours (``values``, ``indices``: its row, sorted for
-    its first ``m``) in ascending distance, once the distance reaches every lane's k-th smallest
-    joint distance so far, no later neighbour can enter any lane's k nearest and the walk stops.
-    The k smallest of the four lanes are k vectors (``nearest``, from ``simd.repeat``), kept by an
-    insertion network of minima and maxima.
+    walked patch's: walking that patch's neighbours (row ``walked`` of ``values`` and
+    ``indices``, sorted for its first ``m``) in ascending distance, once the distance reaches
+    every lane's k-th smallest joint distance so far, no later neighbour can enter any lane's k
+    nearest and the walk stops. The k smallest of the four lanes are k vectors (``nearest``, from
+    ``simd.repeat``), kept by an insertion network of minima and maxima. Rows are indexed, never
+    sliced, here and in the other kernels: numba keeps a slice's reference count with atomic
+    operations, which were a fifth of the kernel's profile when the rows were slices.
 
     Args:
-        group: (N, d, 4) samples of the four other patches, one per lane.
+        groups: (G, N, d, 4) samples of groups of four patches; ``group``'s four are the other
+            patches, one per lane.
 
     Returns:
         ``(eps, stop)``: the lanes' k-th smallest joint distances and how many neighbours were
@@ -458,15 +482,20 @@ def _walk(
     """
     k = len(nearest)
     d = len(coordinates)
+    # Where the group's samples start in the flat ``groups``.
+    start = group * groups.shape[1] * d
     stop = 0
     while stop < m:
-        walked_distance = values[stop]
+        walked_distance = values[walked, _unsigned(stop)]
         if all_at_least(walked_distance, nearest[k - 1]):
             break
-        s = indices[stop]
+        s = indices[walked, _unsigned(stop)]
         joint = splat(walked_distance)
         for c in range(d):
-            offset = subtract(load(group, (s * d + c) * LANES), load(group, (t * d + c) * LANES))
+            offset = subtract(
+                load(groups, (start + s * d + c) * LANES),
+                load(groups, (start + t * d + c) * LANES),
+            )
             joint = maximum(joint, absolute(offset))
         for r in range(k):
             smaller = minimum(nearest[r], joint)
@@ -477,14 +506,17 @@ def _walk(
 
 
 @numba.njit(cache=True, inline="always")
-def _count_below_lanes(values: np.ndarray, rows: tuple, sorted_end: int, end: int, bounds) -> tuple:
-    """For each lane, how many of ``values[rows[lane], :end]`` are below that lane of ``bounds``.
+def _count_below_lanes(
+    values: np.ndarray, distances: np.ndarray, rows: tuple, sorted_end: int, end: int, bounds
+) -> tuple:
+    """For each lane, how many neighbours of row ``rows[lane]`` are nearer than that lane of
+    ``bounds``: of its first ``sorted_end`` (>= 1) sorted ones when ``end == sorted_end``, of all
+    ``end`` when ``end`` is the row's length (no neighbour past the sorted ones is nearer).
 
-    The first ``sorted_end`` (>= 1) values of each row are ascending and no later value is below
-    them. Four binary searches of the sorted values run interleaved, so that their memory reads
+    Four binary searches of the sorted ``values`` run interleaved, so that their memory reads
     overlap, and their steps are conditional moves (the direction of each step is a coin flip);
     they are written out lane by lane because numba leaves a loop over lanes rolled. A lane whose
-    bound is above all the sorted values also counts the rest by a scan.
+    bound is above all the sorted values counts the row's ``distances`` by a scan instead.
     """
     row0, row1, row2, row3 = rows
     bound0, bound1 = get_lane(bounds, 0), get_lane(bounds, 1)
@@ -499,21 +531,30 @@ def _count_below_lanes(values: np.ndarray, rows: tuple, sorted_end: int, end: in
         base3 = base3 + half if values[row3, _unsigned(base3 + half - 1)] < bound3 else base3
         size -= half
     return (
-        _count_rest(values[row0], base0, sorted_end, end, bound0),
-        _count_rest(values[row1], base1, sorted_end, end, bound1),
-        _count_rest(values[row2], base2, sorted_end, end, bound2),
-        _count_rest(values[row3], base3, sorted_end, end, bound3),
+        _count_rest(values, distances, row0, base0, sorted_end, end, bound0),
+        _count_rest(values, distances, row1, base1, sorted_end, end, bound1),
+        _count_rest(values, distances, row2, base2, sorted_end, end, bound2),
+        _count_rest(values, distances, row3, base3, sorted_end, end, bound3),
     )
 
 
 @numba.njit(cache=True, inline="always")
-def _count_rest(row: np.ndarray, base: int, sorted_end: int, end: int, bound: float) -> int:
-    """A binary search's count, from its last step ``base``, plus the unsorted values below
-    ``bound`` when every sorted one is."""
-    count = base + (row[_unsigned(base)] < bound)
-    if count == sorted_end:
-        for j in range(sorted_end, end):
-            count += row[_unsigned(j)] < bound
+def _count_rest(
+    values: np.ndarray,
+    distances: np.ndarray,
+    row: int,
+    base: int,
+    sorted_end: int,
+    end: int,
+    bound: float,
+) -> int:
+    """A binary search's count in ``row``, from its last step ``base``; when every sorted value
+    is below ``bound`` and the row goes on (``end > sorted_end``), the count of all its distances."""
+    count = base + (values[row, _unsigned(base)] < bound)
+    if count == sorted_end < end:
+        count = 0
+        for j in range(end):
+            count += distances[row, _unsigned(j)] < bound
     return count
 
 
@@ -535,6 +576,7 @@ def _sort_neighbours(
     t: int,
     theiler: int,
     nearest: int,
+    distances: np.ndarray,
     values: np.ndarray,
     indices: np.ndarray,
     scratch: tuple,
@@ -542,20 +584,20 @@ def _sort_neighbours(
 ) -> tuple[int, int]:
     """Sorts the ``nearest`` nearest neighbours of sample t of ``patch`` by distance, in O(N).
 
-    Writes the samples s with ``|s - t| > theiler`` into ``indices`` and their L-infinity
-    distances into ``values``: first at least ``nearest`` of them (all if there are fewer),
-    nearest first (ties in index order), then the others, each at least as far as every sorted
-    one, unsorted. The rest of both rows is left as it was. ``scratch`` is ``_sort_scratch(N)``,
-    reused row after row. Distances go into buckets by the top bits of their float64
-    representation, which order non-negative floats: the finest split of octaves whose buckets
-    over the row's range number fewer than 2 N. A counting sort by bucket, with every bucket past
-    the one that completes ``nearest`` merged into one unsorted bucket, then leaves only the
-    disorder within buckets (a neighbour or two each), which one insertion pass removes.
+    The candidates are the samples s with ``|s - t| > theiler``. Writes their L-infinity
+    distances into row ``patch`` of the (P, N) ``distances``, in sample order, and at least
+    ``nearest`` of them (all if there are fewer) into that row of ``values`` and their samples
+    into that row of ``indices``, nearest first (ties in sample order); no other candidate is
+    nearer than the last of those. The rest of the three rows is left as it was. ``scratch`` is ``_sort_scratch(N)``, reused row after row. Distances go into
+    buckets by the top bits of their float64 representation, which order non-negative floats: the
+    finest split of octaves whose buckets over the row's range number fewer than 2 N. A counting
+    sort of the candidates in the buckets that complete ``nearest`` then leaves only the disorder
+    within buckets (a neighbour or two each), which one insertion pass removes.
 
     Returns:
-        ``(m, sorted_length)``: how many neighbours were written, and how many of them are sorted.
+        ``(m, sorted_length)``: how many candidates there are, and how many of them are sorted.
     """
-    distances, buckets, starts = scratch
+    buckets, starts, chosen = scratch
     n = points.shape[2]
     before = max(t - theiler, 0)
     skipped = min(t + theiler + 1, n) - before
@@ -563,9 +605,9 @@ def _sort_neighbours(
     # Candidate j is sample j before the Theiler window and j + skipped after it: two runs with
     # no test per sample, and no index array to fill.
     for s in range(before):
-        distances[s] = _distance(points, patch, t, s, coordinates)
+        distances[patch, s] = _distance(points, patch, t, s, coordinates)
     for s in range(before + skipped, n):
-        distances[s - skipped] = _distance(points, patch, t, s, coordinates)
+        distances[patch, s - skipped] = _distance(points, patch, t, s, coordinates)
     # Buckets by the exponent and the top mantissa bits, as many as fit in 2 N. The bits of
     # non-negative floats order them as integers; integer extremes are a loop that vectorises
     # (float ones are not, without fast-math). Zero distances (exact ties) go into bucket 0,
@@ -574,8 +616,8 @@ def _sort_neighbours(
     low_bits = _LARGEST_INT64
     high_bits = 0
     for j in range(m):
-        low_bits = min(low_bits, bits[j] if bits[j] > 0 else _LARGEST_INT64)
-        high_bits = max(high_bits, bits[j])
+        low_bits = min(low_bits, bits[patch, j] if bits[patch, j] > 0 else _LARGEST_INT64)
+        high_bits = max(high_bits, bits[patch, j])
     n_buckets_max = 2 * n + 2
     shift = 40
     if high_bits > 0:
@@ -588,11 +630,10 @@ def _sort_neighbours(
         n_buckets = 1
     starts[: n_buckets + 1] = 0
     for j in range(m):
-        buckets[j] = 0 if distances[j] == 0.0 else (bits[j] >> shift) - low + 1
+        buckets[j] = 0 if distances[patch, j] == 0.0 else (bits[patch, j] >> shift) - low + 1
     for j in range(m):
         starts[_unsigned(buckets[j] + 1)] += 1
-    # Bucket starts, as far as the bucket (``last``) that completes ``nearest``; later buckets
-    # are merged into one, starting at its end.
+    # Bucket starts, as far as the bucket (``last``) that completes ``nearest``.
     target = min(nearest, m)
     last = -1
     sorted_length = 0
@@ -600,39 +641,39 @@ def _sort_neighbours(
         last += 1
         sorted_length += starts[_unsigned(last + 1)]
         starts[_unsigned(last + 1)] = sorted_length
-    # The merged bucket's next position is kept in a register: through memory, as one counter,
-    # each of its neighbours (most of the row) would wait for the previous one's store.
-    tail = sorted_length
+    # The candidates in those buckets, in order, with no branch (a third of the row, at random):
+    # scattering only them, not the whole row, makes the sort 1.2x faster at N = 480 (measured).
+    n_chosen = 0
     for j in range(m):
-        bucket = buckets[j]
-        in_tail = bucket > last
-        counted = starts[_unsigned(min(bucket, last))]
-        position = tail if in_tail else counted
-        # A tail neighbour's store goes to the merged bucket's counter, which nothing reads.
-        starts[_unsigned(min(bucket, last + 1))] = position + 1
-        tail += in_tail
-        values[_unsigned(position)] = distances[j]
-        indices[_unsigned(position)] = j if j < before else j + skipped
+        chosen[_unsigned(n_chosen)] = j
+        n_chosen += buckets[j] <= last
+    for i in range(n_chosen):
+        j = chosen[i]
+        bucket = _unsigned(buckets[_unsigned(j)])
+        position = starts[bucket]
+        starts[bucket] = position + 1
+        values[patch, _unsigned(position)] = distances[patch, _unsigned(j)]
+        indices[patch, _unsigned(position)] = j if j < before else j + skipped
     for j in range(1, sorted_length):
-        value = values[j]
-        if values[j - 1] <= value:
+        value = values[patch, j]
+        if values[patch, j - 1] <= value:
             continue
-        index = indices[j]
+        index = indices[patch, j]
         i = j
-        while i > 0 and values[i - 1] > value:
-            values[i] = values[i - 1]
-            indices[i] = indices[i - 1]
+        while i > 0 and values[patch, i - 1] > value:
+            values[patch, i] = values[patch, i - 1]
+            indices[patch, i] = indices[patch, i - 1]
             i -= 1
-        values[i] = value
-        indices[i] = index
+        values[patch, i] = value
+        indices[patch, i] = index
     return m, sorted_length
 
 
 @numba.njit(cache=True)
 def _sort_scratch(n: int) -> tuple:
-    """Buffers of ``_sort_neighbours`` for rows of N samples."""
+    """Buffers of ``_sort_neighbours`` for rows of N samples: buckets, bucket starts, chosen."""
     return (
-        np.empty(n),
         np.empty(n, dtype=np.int64),
         np.empty(2 * n + 3, dtype=np.int64),
+        np.empty(n, dtype=np.int64),
     )

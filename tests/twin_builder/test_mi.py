@@ -406,11 +406,12 @@ def test_entropy_mask_rejects_samples_that_are_not_three_dimensional() -> None:
 @numba.njit
 def _sorted_row(points: np.ndarray, t: int, theiler: int, nearest: int) -> tuple:
     n = points.shape[2]
-    values, indices = np.full(n, np.nan), np.full(n, -1, dtype=np.int32)
+    distances, values = np.full((1, n), np.nan), np.full((1, n), np.nan)
+    indices = np.full((1, n), -1, dtype=np.int32)
     m, sorted_length = _sort_neighbours(
-        points, 0, t, theiler, nearest, values, indices, _sort_scratch(n), (0, 0)
+        points, 0, t, theiler, nearest, distances, values, indices, _sort_scratch(n), (0, 0)
     )
-    return values, indices, m, sorted_length
+    return distances[0], values[0], indices[0], m, sorted_length
 
 
 @pytest.mark.parametrize("decimals", [None, 1], ids=["continuous", "ties"])
@@ -422,13 +423,14 @@ def test_rows_are_sorted_as_far_as_asked_and_no_later_neighbour_is_nearer(
     points = np.random.default_rng(t).standard_normal((1, 2, 480))
     if decimals is not None:
         points = np.round(points, decimals)
-    values, indices, m, sorted_length = _sorted_row(points, t, theiler, nearest)
+    row_distances, values, indices, m, sorted_length = _sorted_row(points, t, theiler, nearest)
     candidates = np.flatnonzero(np.abs(np.arange(480) - t) > theiler)
     distances = np.abs(points[0][:, candidates] - points[0][:, [t]]).max(axis=0)
     assert m == len(candidates)
+    np.testing.assert_array_equal(row_distances[:m], distances)
     assert min(nearest, m) <= sorted_length <= m
-    order = np.argsort(distances, kind="stable")[:sorted_length]
-    np.testing.assert_array_equal(indices[:sorted_length], candidates[order])
-    np.testing.assert_array_equal(values[:sorted_length], distances[order])
-    assert sorted(indices[:m].tolist()) == candidates.tolist()
-    assert values[sorted_length:m].min(initial=np.inf) >= values[sorted_length - 1]
+    order = np.argsort(distances, kind="stable")
+    np.testing.assert_array_equal(indices[:sorted_length], candidates[order[:sorted_length]])
+    np.testing.assert_array_equal(values[:sorted_length], distances[order[:sorted_length]])
+    # Past the sorted neighbours, both rows are left as they were.
+    assert np.isnan(values[sorted_length:]).all() and (indices[sorted_length:] == -1).all()
