@@ -20,11 +20,10 @@ of the distances, O(N), as far as 4 sqrt(k N) neighbours) and shared by its P - 
 pair, the k-th nearest joint neighbour is found by walking one patch's sorted neighbours only as
 far as the k-th joint distance (no later neighbour can be nearer), and both marginal counts are
 binary searches in the sorted rows (a count past their sorted part scans all the distances). A
-patch is walked against four others at once, one per lane of an AVX register
-(``twin_builder.simd``); patches are ranked by how far their neighbours lie, so that the four
-walks sharing a register are about equally long. Per pair this costs about N sqrt(N) (the walk
-visits the marginal neighbours within eps, about sqrt(k N) for independent patches: 31 per group
-of four at N = 480 in ``benchmarks/mi_all_pairs.py``) plus each patch's O(N^2) sorting shared by
+patch is walked against eight others at once, one per vector lane (``twin_builder.simd``);
+patches are ranked by how far their neighbours lie, so that the eight walks sharing a vector are
+about equally long. Per pair this costs about N sqrt(N) (the walk visits the marginal neighbours
+within eps, about sqrt(k N) for independent patches) plus each patch's O(N^2) sorting shared by
 its P - 1 pairs. At the window lengths of mining (N = 60 to 480) a k-d tree in the
 2d-dimensional joint space (O(log N) per query) and a scan along one sorted coordinate were both
 measured slower: each of their queries visits several times more candidates. The kernels are
@@ -44,6 +43,7 @@ from twin_builder.simd import (
     LANES,
     absolute,
     all_at_least,
+    fill,
     get_lane,
     load,
     maximum,
@@ -63,6 +63,11 @@ DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
 # made counting 2.2x slower (measured). The option holds for the process's later compilations; it
 # changes code generation only, never results.
 llvmlite.binding.set_option("", "-x86-cmov-converter=false")
+# The loops over lanes must be unrolled for each lane's state to live in registers; LLVM's
+# default threshold unrolls four lanes but not eight, which then ran 1.06-1.15x slower than four
+# (measured).
+# Like the option above, it holds for the process's later compilations and never changes results.
+llvmlite.binding.set_option("", "-unroll-threshold=2000")
 # Chunks of samples whose pair sums are kept apart and added in order, so that the result does
 # not depend on how many threads ran them.
 _CHUNKS = 16
@@ -293,8 +298,8 @@ def _pair_sums(
     parallel. For sample t, every patch's neighbours are sorted, and the patches are ranked by
     the distance to their ``rank``-th neighbour, farthest first: of each pair, the patch ranked
     first (fewer of its samples are near) is walked (see ``_walk``). Each patch is walked
-    against the patches ranked after it, four at a time in the lanes of one vector register;
-    grouping them by rank keeps the four walks about equally long.
+    against the patches ranked after it, ``LANES`` at a time in the lanes of one vector;
+    grouping them by rank keeps the walks sharing a vector about equally long.
 
     Args:
         points: (P, d, N) prepared samples, coordinates first.
@@ -324,8 +329,8 @@ def _pair_sums(
         values = np.empty((n_patches, n))
         indices = np.empty((n_patches, n), dtype=np.int32)
         farthest_first = np.empty(n_patches)
-        # groups[g, s, c, lane]: coordinate c of sample s of the patch ranked 4 g + lane (the
-        # last patch repeated to fill the last group), so that one load fills the four lanes.
+        # groups[g, s, c, lane]: coordinate c of sample s of the patch ranked LANES g + lane (the
+        # last patch repeated to fill the last group), so that one load fills all lanes.
         groups = np.empty((n_groups, n, d, LANES))
         sorted_lengths = np.empty(n_patches, dtype=np.int64)
         scratch = _sort_scratch(n)
@@ -360,20 +365,12 @@ def _pair_sums(
                             ]
             for group in range(n_groups):
                 first = group * LANES
-                others = (
-                    members[group, 0],
-                    members[group, 1],
-                    members[group, 2],
-                    members[group, 3],
-                )
+                others = fill(members[group, 0])
+                for lane in range(LANES):
+                    others = tuple_setitem(others, lane, members[group, lane])
                 for walked_rank in range(min(first + LANES - 1, n_patches - 1)):
                     walked = ranked[walked_rank]
-                    starts = pack(
-                        _lane_start(walked_rank, first, n_patches),
-                        _lane_start(walked_rank, first + 1, n_patches),
-                        _lane_start(walked_rank, first + 2, n_patches),
-                        _lane_start(walked_rank, first + 3, n_patches),
-                    )
+                    starts = _lane_starts(walked_rank, first, n_patches)
                     eps, stop = _walk(
                         groups,
                         group,
@@ -413,7 +410,7 @@ def _pair_sums(
                         )
                     if ksg:
                         walked_counts = _count_below_lanes(
-                            values, distances, (walked, walked, walked, walked), stop, stop, eps
+                            values, distances, fill(walked), stop, stop, eps
                         )
                         other_counts = _count_below_lanes(
                             values, distances, others, all_sorted, m, eps
@@ -442,10 +439,16 @@ def _unsigned(index: int):
 
 
 @numba.njit(cache=True, inline="always")
-def _lane_start(walked_rank: int, other_rank: int, n_patches: int) -> float:
-    """A lane's k nearest start at inf, or at -inf (never holding up the walk) when the lane's
-    patch is not ranked after the walked one or fills the last group."""
-    return np.inf if walked_rank < other_rank < n_patches else -np.inf
+def _lane_starts(walked_rank: int, first: int, n_patches: int):
+    """Where the k nearest of each lane start, the lanes holding the patches ranked ``first``
+    onwards: at inf, or at -inf (never holding up the walk) when the lane's patch is not ranked
+    after the walked one or fills the last group."""
+    starts = fill(0.0)
+    for lane in range(LANES):
+        other_rank = first + lane
+        start = np.inf if walked_rank < other_rank < n_patches else -np.inf
+        starts = tuple_setitem(starts, lane, start)
+    return pack(starts)
 
 
 @numba.njit(cache=True, inline="always")
@@ -460,20 +463,20 @@ def _walk(
     nearest: tuple,
     coordinates: tuple,
 ):
-    """The k-th smallest joint distance of sample t of four pairs sharing their walked patch.
+    """The k-th smallest joint distance of sample t of ``LANES`` pairs sharing their walked patch.
 
     The joint distance is the maximum of the two marginal ones, so it is never below the
     walked patch's: walking that patch's neighbours (row ``walked`` of ``values`` and
     ``indices``, sorted for its first ``m``) in ascending distance, once the distance reaches
     every lane's k-th smallest joint distance so far, no later neighbour can enter any lane's k
-    nearest and the walk stops. The k smallest of the four lanes are k vectors (``nearest``, from
+    nearest and the walk stops. The k smallest of all lanes are k vectors (``nearest``, from
     ``simd.repeat``), kept by an insertion network of minima and maxima. Rows are indexed, never
     sliced, here and in the other kernels: numba keeps a slice's reference count with atomic
     operations, which were a fifth of the kernel's profile when the rows were slices.
 
     Args:
-        groups: (G, N, d, 4) samples of groups of four patches; ``group``'s four are the other
-            patches, one per lane.
+        groups: (G, N, d, LANES) samples of groups of patches; ``group``'s are the other patches,
+            one per lane.
 
     Returns:
         ``(eps, stop)``: the lanes' k-th smallest joint distances and how many neighbours were
@@ -513,29 +516,27 @@ def _count_below_lanes(
     ``bounds``: of its first ``sorted_end`` (>= 1) sorted ones when ``end == sorted_end``, of all
     ``end`` when ``end`` is the row's length (no neighbour past the sorted ones is nearer).
 
-    Four binary searches of the sorted ``values`` run interleaved, so that their memory reads
-    overlap, and their steps are conditional moves (the direction of each step is a coin flip);
-    they are written out lane by lane because numba leaves a loop over lanes rolled. A lane whose
-    bound is above all the sorted values counts the row's ``distances`` by a scan instead.
+    The binary searches of the sorted ``values`` run interleaved, lane by lane in each step, so
+    that their memory reads overlap, and their steps are conditional moves (the direction of each
+    step is a coin flip). A lane whose bound is above all the sorted values counts the row's
+    ``distances`` by a scan instead.
     """
-    row0, row1, row2, row3 = rows
-    bound0, bound1 = get_lane(bounds, 0), get_lane(bounds, 1)
-    bound2, bound3 = get_lane(bounds, 2), get_lane(bounds, 3)
-    base0 = base1 = base2 = base3 = 0
+    bases = fill(0)
     size = sorted_end
     while size > 1:
         half = size >> 1
-        base0 = base0 + half if values[row0, _unsigned(base0 + half - 1)] < bound0 else base0
-        base1 = base1 + half if values[row1, _unsigned(base1 + half - 1)] < bound1 else base1
-        base2 = base2 + half if values[row2, _unsigned(base2 + half - 1)] < bound2 else base2
-        base3 = base3 + half if values[row3, _unsigned(base3 + half - 1)] < bound3 else base3
+        for lane in range(LANES):
+            base = bases[lane]
+            below = values[rows[lane], _unsigned(base + half - 1)] < get_lane(bounds, lane)
+            bases = tuple_setitem(bases, lane, base + half if below else base)
         size -= half
-    return (
-        _count_rest(values, distances, row0, base0, sorted_end, end, bound0),
-        _count_rest(values, distances, row1, base1, sorted_end, end, bound1),
-        _count_rest(values, distances, row2, base2, sorted_end, end, bound2),
-        _count_rest(values, distances, row3, base3, sorted_end, end, bound3),
-    )
+    counts = bases
+    for lane in range(LANES):
+        count = _count_rest(
+            values, distances, rows[lane], bases[lane], sorted_end, end, get_lane(bounds, lane)
+        )
+        counts = tuple_setitem(counts, lane, count)
+    return counts
 
 
 @numba.njit(cache=True, inline="always")
@@ -549,7 +550,8 @@ def _count_rest(
     bound: float,
 ) -> int:
     """A binary search's count in ``row``, from its last step ``base``; when every sorted value
-    is below ``bound`` and the row goes on (``end > sorted_end``), the count of all its distances."""
+    is below ``bound`` and the row goes on (``end > sorted_end``), the count of all its distances.
+    """
     count = base + (values[row, _unsigned(base)] < bound)
     if count == sorted_end < end:
         count = 0

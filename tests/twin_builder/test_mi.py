@@ -228,7 +228,7 @@ def test_ksg_matrix_matches_brute_force_on_distances_equal_but_for_the_last_bits
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_matrix_entries_do_not_depend_on_the_other_patches(estimator: str) -> None:
     # Without jitter each entry is a function of its two patches alone, whichever lanes, ranks
-    # and threads the pairs land in; 20 patches fill five groups of four lanes.
+    # and threads the pairs land in; 20 patches fill three groups of eight lanes, the last half.
     samples = np.random.default_rng(0).standard_normal((20, 50, 2))
     matrix = mutual_information_matrix(samples, estimator=estimator, jitter=0.0)
     subset = [17, 3, 9, 0, 12]
