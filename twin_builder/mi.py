@@ -65,15 +65,15 @@ DEFAULT_JITTER: dict[str, float] = {"ksg": 1e-10, "3kl": 1e-6}
 llvmlite.binding.set_option("", "-x86-cmov-converter=false")
 # The loops over lanes must be unrolled for each lane's state to live in registers; LLVM's
 # default threshold unrolls four lanes but not eight, which then ran 1.06-1.15x slower than four
-# (measured).
-# Like the option above, it holds for the process's later compilations and never changes results.
+# (measured). Like the option above, it holds for later compilations and never changes results.
 llvmlite.binding.set_option("", "-unroll-threshold=2000")
 # Chunks of samples whose pair sums are kept apart and added in order, so that the result does
 # not depend on how many threads ran them.
 _CHUNKS = 16
 # Each row is sorted only as far as this many times the ranking position (and whatever shares the
-# last bucket); later neighbours stay unsorted. At N = 480 in ``benchmarks/mi_all_pairs.py`` no
-# walk went past 3 times it, and 2% of the counts do, which then scan the unsorted rest.
+# last bucket); later neighbours stay unsorted. In ``benchmarks/mi_all_pairs.py`` (N = 120 and
+# 480) no walk went past 2 times it, and 1.7-2.5% of the other patches' counts go past it, which
+# then scan the row's distances.
 NEAREST_PER_RANK = 4
 _LARGEST_INT64 = np.iinfo(np.int64).max
 
@@ -590,11 +590,12 @@ def _sort_neighbours(
     distances into row ``patch`` of the (P, N) ``distances``, in sample order, and at least
     ``nearest`` of them (all if there are fewer) into that row of ``values`` and their samples
     into that row of ``indices``, nearest first (ties in sample order); no other candidate is
-    nearer than the last of those. The rest of the three rows is left as it was. ``scratch`` is ``_sort_scratch(N)``, reused row after row. Distances go into
-    buckets by the top bits of their float64 representation, which order non-negative floats: the
-    finest split of octaves whose buckets over the row's range number fewer than 2 N. A counting
-    sort of the candidates in the buckets that complete ``nearest`` then leaves only the disorder
-    within buckets (a neighbour or two each), which one insertion pass removes.
+    nearer than the last of those. The rest of the three rows is left as it was. ``scratch`` is
+    ``_sort_scratch(N)``, reused row after row. Distances go into buckets by the top bits of their
+    float64 representation, which order non-negative floats: the finest split of octaves whose
+    buckets over the row's range number fewer than 2 N. A counting sort of the candidates in the
+    buckets that complete ``nearest`` then leaves only the disorder within buckets (a neighbour
+    or two each), which one insertion pass removes.
 
     Returns:
         ``(m, sorted_length)``: how many candidates there are, and how many of them are sorted.

@@ -432,5 +432,6 @@ def test_rows_are_sorted_as_far_as_asked_and_no_later_neighbour_is_nearer(
     order = np.argsort(distances, kind="stable")
     np.testing.assert_array_equal(indices[:sorted_length], candidates[order[:sorted_length]])
     np.testing.assert_array_equal(values[:sorted_length], distances[order[:sorted_length]])
-    # Past the sorted neighbours, both rows are left as they were.
+    # Past the candidates and the sorted neighbours, the rows are left as they were.
+    assert np.isnan(row_distances[m:]).all()
     assert np.isnan(values[sorted_length:]).all() and (indices[sorted_length:] == -1).all()
