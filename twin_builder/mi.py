@@ -28,7 +28,7 @@ its P - 1 pairs. At the window lengths of mining (N = 60 to 480) a k-d tree in t
 2d-dimensional joint space (O(log N) per query) and a scan along one sorted coordinate were both
 measured slower: each of their queries visits several times more candidates. The kernels are
 compiled once per sample dimension d and k on first use and cached on disk (numba's cache).
-``benchmarks/mi_all_pairs.py`` times them against a per-pair loop of npeet-plus.
+``benchmarks/mi_all_pairs.py`` times them against a per-pair loop of npeet-plus and a k-d tree.
 """
 
 from __future__ import annotations
